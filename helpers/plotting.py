@@ -1,0 +1,77 @@
+"""Plots of per-layer statistics and training curves. One look for the whole series.
+
+Every function takes an optional ``ax``, draws on it, returns it, and never calls ``plt.show()``
+or changes global matplotlib state. With ``ax=None`` a new figure is made with ``plt.subplots``.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from helpers._validate import check_array
+
+
+def _axes(ax, figsize=(6, 3.5)):
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return ax
+
+
+def norms_by_layer(norms, *, predicted=None, ax=None, label: str = "measured", ylabel: str = "gradient norm"):
+    """Norm per layer on a log axis: measured as dots, an optional prediction as a line.
+
+    ``norms``: ``[L+1]`` or ``[L]`` positive values indexed by layer (0 = closest to the input).
+    ``predicted``: same shape, drawn as a dashed line.
+    """
+    norms = check_array("norms", norms, ndim=1, finite=False)
+    ax = _axes(ax)
+    layers = np.arange(len(norms))
+    ax.semilogy(layers, norms, "o", ms=4, label=label)
+    if predicted is not None:
+        predicted = check_array("predicted", predicted, ndim=1, finite=False)
+        if predicted.shape != norms.shape:
+            raise ValueError(f"predicted must have shape {norms.shape}, got {predicted.shape}")
+        ax.semilogy(layers, predicted, "--", color="0.3", label="predicted product")
+    ax.set_xlabel("layer (0 = input)")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(frameon=False)
+    return ax
+
+
+def layer_histograms(samples, *, names=None, ax=None, xlabel: str = "value", bins: int = 60, xlim=None):
+    """Overlaid step histograms, one per layer (Karpathy's per-layer view), density on the y axis.
+
+    ``samples``: list of 1-D arrays, one per layer; ``names``: a legend label per layer.
+    """
+    if not isinstance(samples, (list, tuple)) or not samples:
+        raise TypeError("samples must be a non-empty list of 1-D arrays, one per layer")
+    samples = [check_array(f"samples[{i}]", s, ndim=1) for i, s in enumerate(samples)]
+    if names is not None and len(names) != len(samples):
+        raise ValueError(f"names must have {len(samples)} entries, got {len(names)}")
+    ax = _axes(ax)
+    colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(samples)))
+    for i, (values, color) in enumerate(zip(samples, colors)):
+        label = names[i] if names is not None else f"layer {i + 1}"
+        label += f": std {values.std():.2g}"
+        ax.hist(values, bins=bins, range=xlim, density=True, histtype="step", color=color, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.legend(frameon=False, fontsize="small")
+    return ax
+
+
+def curves(series: dict, *, ax=None, xlabel: str = "step", ylabel: str = "loss", log: bool = False):
+    """One line per entry of ``series`` (name → 1-D array), e.g. loss curves of several runs."""
+    if not isinstance(series, dict) or not series:
+        raise TypeError("series must be a non-empty dict of name -> 1-D array")
+    ax = _axes(ax)
+    for name, values in series.items():
+        values = check_array(f"series[{name!r}]", values, ndim=1, finite=False)
+        (ax.semilogy if log else ax.plot)(values, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(frameon=False)
+    return ax

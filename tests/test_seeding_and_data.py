@@ -1,0 +1,67 @@
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import data, seed_everything
+
+
+def test_seed_everything_seeds_all_three_and_returns_fresh_generator():
+    rng = seed_everything(7)
+    first = (random.random(), np.random.rand(), torch.rand(1).item(), rng.random())
+    rng = seed_everything(7)
+    second = (random.random(), np.random.rand(), torch.rand(1).item(), rng.random())
+    assert first == second
+    assert first[3] == np.random.default_rng(7).random()
+    assert isinstance(rng, np.random.Generator)
+
+
+@pytest.mark.parametrize("seed, error", [(-1, ValueError), (2**32, ValueError), (1.5, TypeError), ("3", TypeError), (True, TypeError)])
+def test_seed_everything_rejects_bad_seed(seed, error):
+    with pytest.raises(error, match="seed"):
+        seed_everything(seed)
+
+
+def test_spirals_shapes_labels_and_reproducibility():
+    a = data.make_spirals(400, np.random.default_rng(0), n_classes=3, test_fraction=0.25)
+    b = data.make_spirals(400, np.random.default_rng(0), n_classes=3, test_fraction=0.25)
+    assert a.x_train.shape == (300, 2) and a.x_test.shape == (100, 2)
+    assert a.x_train.dtype == np.float64 and a.y_train.dtype == np.int64
+    assert set(np.unique(a.y_train)) == {0, 1, 2} and a.n_classes == 3
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    # points lie on arms of radius <= 1 (+ noise), so the data are bounded
+    assert np.abs(a.x_train).max() < 2.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        ({"n_samples": 2}, ValueError, "n_samples"),
+        ({"n_samples": 10.0}, TypeError, "n_samples"),
+        ({"rng": 0}, TypeError, "rng"),
+        ({"noise": -0.1}, ValueError, "noise"),
+        ({"test_fraction": 1.0}, ValueError, "test_fraction"),
+        ({"n_classes": 1}, ValueError, "n_classes"),
+    ],
+)
+def test_spirals_rejects_bad_input(kwargs, error, name):
+    args = {"n_samples": 100, "rng": np.random.default_rng(0)} | kwargs
+    with pytest.raises(error, match=name):
+        data.make_spirals(**args)
+
+
+def test_mnist1d_is_generated_cached_and_leaves_global_rng_alone():
+    random.seed(3)
+    np.random.seed(3)
+    before = (random.random(), np.random.rand())
+    random.seed(3)
+    np.random.seed(3)
+    ds = data.load_mnist1d()
+    after = (random.random(), np.random.rand())
+    assert before == after
+    assert ds.x_train.shape == (4000, 40) and ds.x_test.shape == (1000, 40)
+    assert ds.n_classes == 10 and ds.y_train.dtype == np.int64
+    assert abs(ds.x_train.std() - 1.0) < 0.05
+    ds.x_train[0, 0] = 1e9  # callers get copies: the cache is not changed
+    assert data.load_mnist1d().x_train[0, 0] != 1e9
