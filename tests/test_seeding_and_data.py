@@ -17,7 +17,9 @@ def test_seed_everything_seeds_all_three_and_returns_fresh_generator():
     assert isinstance(rng, np.random.Generator)
 
 
-@pytest.mark.parametrize("seed, error", [(-1, ValueError), (2**32, ValueError), (1.5, TypeError), ("3", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "seed, error", [(-1, ValueError), (2**32, ValueError), (1.5, TypeError), ("3", TypeError), (True, TypeError)]
+)
 def test_seed_everything_rejects_bad_seed(seed, error):
     with pytest.raises(error, match="seed"):
         seed_everything(seed)

@@ -1,0 +1,75 @@
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from helpers import chain, plotting, widgets
+
+
+def test_norms_by_layer_draws_on_the_given_axes_with_log_scale():
+    ax = Figure().add_subplot()
+    assert plotting.norms_by_layer([1.0, 0.1, 0.01], predicted=[1.0, 0.1, 0.01], ax=ax) is ax
+    assert ax.get_yscale() == "log"
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), [1.0, 0.1, 0.01])
+    assert len(ax.lines) == 2
+
+
+def test_layer_histograms_and_curves():
+    rng = np.random.default_rng(0)
+    ax = Figure().add_subplot()
+    plotting.layer_histograms([rng.normal(size=100), rng.normal(size=100)], names=["a", "b"], ax=ax)
+    assert [t.get_text().split(":")[0] for t in ax.get_legend().get_texts()] == ["a", "b"]
+    ax2 = plotting.curves({"run": np.arange(5.0)}, log=False)
+    assert ax2.get_xlabel() == "step"
+    plt.close("all")
+
+
+@pytest.mark.parametrize(
+    "call, error, name",
+    [
+        (lambda: plotting.norms_by_layer(np.ones((2, 2))), ValueError, "norms"),
+        (lambda: plotting.norms_by_layer([1.0, 2.0], predicted=[1.0]), ValueError, "predicted"),
+        (lambda: plotting.layer_histograms([]), TypeError, "samples"),
+        (lambda: plotting.layer_histograms([np.ones(3)], names=["a", "b"]), ValueError, "names"),
+        (lambda: plotting.curves([1, 2]), TypeError, "series"),
+    ],
+)
+def test_plotting_rejects_bad_input(call, error, name):
+    with pytest.raises(error, match=name):
+        call()
+
+
+def test_gradient_norm_explorer_updates_when_controls_change():
+    explorer = widgets.GradientNormExplorer(seed=0, width=32)
+    assert explorer.stats.depth == 20 and explorer.image.value[:4] == b"\x89PNG"
+    first_png, first_text = explorer.image.value, explorer.readout.value
+
+    explorer.depth.value = 35
+    assert explorer.stats.depth == 35 and len(explorer.stats.grad_norms) == 36
+    explorer.activation.value = "sigmoid"
+    np.testing.assert_array_less(explorer.stats.derivative_max, 0.25 + 1e-12)
+    assert explorer.image.value != first_png and explorer.readout.value != first_text
+
+    # linear net with weight scale a: the end-to-end ratio is about a^depth
+    explorer.activation.value = "linear"
+    explorer.depth.value = 10
+    explorer.weight_scale.value = 0.5
+    ratio = explorer.stats.grad_norms[0] / explorer.stats.grad_norms[-1]
+    assert 0.5**10 / 3 < ratio < 0.5**10 * 3
+    assert f"{ratio:.3g}" in explorer.readout.value
+
+
+def test_explorer_is_deterministic_and_matches_the_chain_helpers():
+    a, b = widgets.GradientNormExplorer(seed=3, width=16), widgets.GradientNormExplorer(seed=3, width=16)
+    np.testing.assert_array_equal(a.stats.grad_norms, b.stats.grad_norms)
+    rng = np.random.default_rng(3)
+    x, top = rng.standard_normal((32, 16)), rng.standard_normal((32, 16))
+    expected = chain.backward_pass(chain.make_weights(20, 16, 1.0, rng), x, top, "linear")
+    np.testing.assert_array_equal(a.stats.grad_norms, expected.grad_norms)
+    assert "application/vnd.jupyter.widget-view+json" in a._repr_mimebundle_()
+
+
+@pytest.mark.parametrize("kwargs, error", [({"seed": -1}, ValueError), ({"width": 1}, ValueError), ({"batch": 2.5}, TypeError)])
+def test_explorer_rejects_bad_input(kwargs, error):
+    with pytest.raises(error, match=next(iter(kwargs))):
+        widgets.GradientNormExplorer(**kwargs)
