@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 TORCH := torch==2.13.0
 LAB_ARGS ?=
 
-.PHONY: setup lab test lint bench clean
+.PHONY: setup lab test lint bench student grade clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: make PYTHON=/path/to/python3.11 ...")'
@@ -30,6 +30,12 @@ test: lint
 
 bench: setup
 	$(BIN)/python scripts/benchmark.py
+
+student: setup   # dist/NAME/student (no solutions, public tests) and dist/NAME/autograder (all tests)
+	$(BIN)/python scripts/coursework.py build
+
+grade: setup     # make grade NOTEBOOK=01_chain_rule_product SUBMISSIONS=path/to/submissions
+	$(BIN)/python scripts/coursework.py grade $(NOTEBOOK) $(SUBMISSIONS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

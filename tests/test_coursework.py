@@ -1,0 +1,132 @@
+"""The coursework build and the autograder, end to end, with otter-grader (no Docker, no network).
+
+For every notebook with exercises: the student build holds no solution code and no hidden tests;
+a blank student notebook runs to the end; grading gives full marks to the reference notebook, zero
+to the blank one, and loses exactly one question's points for one deliberately wrong answer.
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "coursework.py"
+sys.path.insert(0, str(SCRIPT.parent))
+import coursework  # noqa: E402
+
+NOTEBOOKS = [p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) if coursework.has_assignment(p)]
+
+# One deliberately wrong answer per notebook: (text in the reference solution, wrong text, question it breaks).
+WRONG_ANSWERS = {
+    "00_start_here": ("return float(np.prod(factors))", "return float(np.sum(factors))", "ex00_warmup"),
+    "01_chain_rule_product": ("return ((1 - h**2) * grad_h) @ w", "return ((1 - h) * grad_h) @ w", "ex01_backward_step"),
+}
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, str(SCRIPT), "build", "--out", str(out)], check=True, capture_output=True)
+    return out
+
+
+def _normalized(source):
+    return "\n".join(line.strip() for line in source.splitlines() if line.strip())
+
+
+def _master_parts(path):
+    """Solution blocks (normalized code), hidden test function names and question names of a master notebook."""
+    solution_blocks, hidden_tests, questions = [], [], []
+    for cell in nbformat.read(path, as_version=4).cells:
+        source = cell.source
+        if cell.cell_type == "raw" and source.startswith("# BEGIN QUESTION"):
+            questions.append(re.search(r"name:\s*(\S+)", source).group(1))
+        if cell.cell_type != "code":
+            continue
+        block = None
+        for line in source.splitlines():
+            if line.strip() == "# END SOLUTION":
+                solution_blocks.append(_normalized("\n".join(block)))
+                block = None
+            if block is not None:
+                block.append(line)
+            if line.strip() == "# BEGIN SOLUTION":
+                block = []
+            if line.rstrip().endswith("# SOLUTION"):
+                solution_blocks.append(line.split("# SOLUTION")[0].strip())
+        if re.search(r"hidden:\s*true", source):
+            hidden_tests.append(re.search(r"def (\w+)\(", source).group(1))
+    return solution_blocks, hidden_tests, questions
+
+
+def _grade(name, submission, dist):
+    out = dist / "graded" / f"{name}-{submission.parent.name}-{submission.stem}"
+    return coursework.grade_one(coursework.autograder_zip(dist, name), submission, out)
+
+
+def test_every_notebook_with_exercises_is_covered():
+    assert [p.stem for p in NOTEBOOKS] == sorted(WRONG_ANSWERS), "add a wrong-answer case for each new notebook"
+
+
+@pytest.mark.parametrize("master", NOTEBOOKS, ids=lambda p: p.stem)
+def test_student_build_has_no_solutions_and_no_hidden_tests(master, dist):
+    solution_blocks, hidden_tests, questions = _master_parts(master)
+    assert solution_blocks and hidden_tests and questions
+    student_dir = dist / master.stem / "student"
+    student = nbformat.read(student_dir / master.name, as_version=4)
+    student_code = "\n".join(_normalized(c.source) for c in student.cells)
+    student_code += "".join(_normalized(p.read_text()) for p in (student_dir / "tests").glob("*.py"))
+    for block in solution_blocks:
+        assert block not in student_code, f"solution code leaked into the student build: {block!r}"
+    for test in hidden_tests:
+        assert test not in student_code, f"hidden test {test} leaked into the student build"
+    checks = [c for c in student.cells if c.cell_type == "code" and c.source.startswith("grader.check(")]
+    assert len(checks) == len(questions)
+    assert not any(c.cell_type == "raw" for c in student.cells)
+    autograder_tests = "".join(p.read_text() for p in (dist / master.stem / "autograder" / "tests").glob("*.py"))
+    assert all(test in autograder_tests for test in hidden_tests)
+
+
+@pytest.mark.parametrize("master", NOTEBOOKS, ids=lambda p: p.stem)
+def test_grading_reference_blank_and_one_wrong_answer(master, dist, tmp_path):
+    name = master.stem
+    _, _, questions = _master_parts(master)
+
+    reference = _grade(name, dist / name / "autograder" / master.name, dist)
+    assert sorted(reference) == sorted(questions)
+    assert all(score == maximum > 0 for score, maximum in reference.values()), reference
+
+    blank = _grade(name, dist / name / "student" / master.name, dist)
+    assert all(score == 0 for score, _ in blank.values()), blank
+
+    old, new, broken = WRONG_ANSWERS[name]
+    wrong_dir = tmp_path / "wrong"
+    shutil.copytree(dist / name / "autograder", wrong_dir)
+    notebook = json.loads((wrong_dir / master.name).read_text())
+    hits = 0
+    for cell in notebook["cells"]:
+        source = "".join(cell["source"])
+        if old in source:
+            cell["source"], hits = source.replace(old, new), hits + 1
+    assert hits == 1, f"the wrong-answer patch for {name} must match exactly one cell"
+    (wrong_dir / master.name).write_text(json.dumps(notebook))
+    wrong = _grade(name, wrong_dir / master.name, dist)
+    assert wrong[broken][0] == 0
+    assert all(wrong[q] == reference[q] for q in questions if q != broken), wrong
+
+
+@pytest.mark.parametrize("master", NOTEBOOKS, ids=lambda p: p.stem)
+def test_blank_student_notebook_runs_to_the_end(master, dist):
+    student_dir = dist / master.stem / "student"
+    notebook = nbformat.read(student_dir / master.name, as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(student_dir)}}).execute()
+    checks = [c for c in notebook.cells if c.cell_type == "code" and c.source.startswith("grader.check(")]
+    reports = ["".join(o.get("data", {}).get("text/plain", "") + o.get("text", "") for o in c.outputs) for c in checks]
+    assert reports and all("failed" in r.lower() for r in reports), reports
