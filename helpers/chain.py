@@ -75,7 +75,8 @@ class ChainStats:
     ``grad_norms [L+1]``: ``||dL/dh_l||`` for ``l = 0..L`` (index 0 = input, L = top).
     ``factors [L]``: ``grad_norms[l-1] / grad_norms[l]`` for ``l = 1..L`` (index ``l-1``).
     ``derivative_rms [L]``: ``sqrt(mean(f'(z_l)²))``; ``derivative_max [L]``: ``max f'(z_l)``.
-    ``weight_grad_norms [L]``: ``||dL/dW_l||``; ``activation_std [L]``: ``std(h_l)``.
+    ``weight_grad_norms [L]``: ``||dL/dW_l||``; ``activation_std [L]``: ``std(h_l)``, ``l = 1..L``.
+    ``grad_std [L+1]``: ``std`` of the entries of ``dL/dh_l``, ``l = 0..L``.
     ``spectral_norms [L]``: largest singular value of each ``W_l``.
     """
 
@@ -85,6 +86,7 @@ class ChainStats:
     derivative_max: np.ndarray
     weight_grad_norms: np.ndarray
     activation_std: np.ndarray
+    grad_std: np.ndarray
     spectral_norms: np.ndarray
 
     @property
@@ -96,25 +98,27 @@ def backward_pass(weights, x, top_grad, activation: str) -> ChainStats:
     """Run ``x`` through ``h_l = f(h_{l-1} @ W_l.T)`` and send ``top_grad = dL/dh_L`` back.
 
     Args:
-        weights: list of ``L`` arrays ``[width, width]``.
-        x: inputs ``[batch, width]``; top_grad: ``dL/dh_L``, ``[batch, width]``.
+        weights: list of ``L`` arrays, ``W_l`` of shape ``[n_l, n_{l-1}]`` (square in notebook 01).
+        x: inputs ``[batch, n_0]``; top_grad: ``dL/dh_L``, ``[batch, n_L]``.
         activation: a key of ``ACTIVATIONS``.
     Returns:
         ``ChainStats`` (equal to what torch autograd gives for ``L = sum(h_L * top_grad)``).
     """
     if not isinstance(weights, (list, tuple)) or not weights:
-        raise TypeError("weights must be a non-empty list of [width, width] arrays")
+        raise TypeError("weights must be a non-empty list of [n_out, n_in] arrays")
     weights = [check_array(f"weights[{i}]", w, ndim=2) for i, w in enumerate(weights)]
-    width = weights[0].shape[0]
-    for i, w in enumerate(weights):
-        if w.shape != (width, width):
-            raise ValueError(f"weights[{i}] must have shape ({width}, {width}), got {w.shape}")
+    for i in range(1, len(weights)):
+        if weights[i].shape[1] != weights[i - 1].shape[0]:
+            raise ValueError(
+                f"weights[{i}] must have {weights[i - 1].shape[0]} columns to follow weights[{i - 1}], "
+                f"got shape {weights[i].shape}"
+            )
     x = check_array("x", x, ndim=2)
     top_grad = check_array("top_grad", top_grad, ndim=2)
-    if x.shape[1] != width:
-        raise ValueError(f"x must have shape [batch, {width}], got {x.shape}")
-    if top_grad.shape != x.shape:
-        raise ValueError(f"top_grad must have the shape of x {x.shape}, got {top_grad.shape}")
+    if x.shape[1] != weights[0].shape[1]:
+        raise ValueError(f"x must have shape [batch, {weights[0].shape[1]}], got {x.shape}")
+    if top_grad.shape != (x.shape[0], weights[-1].shape[0]):
+        raise ValueError(f"top_grad must have shape {(x.shape[0], weights[-1].shape[0])}, got {top_grad.shape}")
     f, f_prime = ACTIVATIONS[check_choice("activation", activation, ACTIVATIONS)]
 
     h, pre = [x], []
@@ -122,12 +126,13 @@ def backward_pass(weights, x, top_grad, activation: str) -> ChainStats:
         pre.append(h[-1] @ w.T)
         h.append(f(pre[-1]))
     grad = top_grad
-    grad_norms, weight_grad_norms = [np.linalg.norm(grad)], []
+    grad_norms, grad_std, weight_grad_norms = [np.linalg.norm(grad)], [grad.std()], []
     for w, z, h_below in zip(reversed(weights), reversed(pre), reversed(h[:-1])):
         grad_z = f_prime(z) * grad
         weight_grad_norms.append(np.linalg.norm(grad_z.T @ h_below))
         grad = grad_z @ w
         grad_norms.append(np.linalg.norm(grad))
+        grad_std.append(grad.std())
     grad_norms = np.array(grad_norms[::-1])
     derivatives = [f_prime(z) for z in pre]
     return ChainStats(
@@ -137,6 +142,7 @@ def backward_pass(weights, x, top_grad, activation: str) -> ChainStats:
         derivative_max=np.array([d.max() for d in derivatives]),
         weight_grad_norms=np.array(weight_grad_norms[::-1]),
         activation_std=np.array([hl.std() for hl in h[1:]]),
+        grad_std=np.array(grad_std[::-1]),
         spectral_norms=np.array([np.linalg.norm(w, 2) for w in weights]),
     )
 

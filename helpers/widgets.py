@@ -10,9 +10,11 @@ import io
 
 import ipywidgets as widgets
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 
-from helpers import chain, plotting
+from helpers import chain, models, plotting
+from helpers import stats as stats_module
 from helpers._validate import check_int
 
 
@@ -70,6 +72,62 @@ class GradientNormExplorer:
         self.readout.value = (
             f"<b>||dL/dh<sub>0</sub>|| / ||dL/dh<sub>L</sub>|| = {ratio:.3g}</b> "
             f"(geometric mean factor per layer {ratio ** (1 / self.stats.depth):.3f})"
+        )
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+class InitExplorer:
+    """Init scheme, activation, depth and width → per-layer activation histograms and std (notebook 02).
+
+    A torch MLP (``models.deep_mlp``) gets a batch of standard-normal inputs; ``explorer.stats`` holds the
+    ``stats.LayerStats`` of one forward/backward pass with the current settings (deterministic: seeded).
+    """
+
+    def __init__(self, *, seed: int = 0, batch: int = 256):
+        self.seed = check_int("seed", seed, minimum=0)
+        self.batch = check_int("batch", batch, minimum=2)
+        self.scheme = widgets.Dropdown(options=list(models.INITS), value="xavier_normal", description="init")
+        self.activation = widgets.Dropdown(options=["tanh", "relu", "sigmoid", "linear"], value="tanh",
+                                           description="activation")
+        self.depth = widgets.IntSlider(value=10, min=2, max=30, description="depth")
+        self.width = widgets.IntSlider(value=128, min=16, max=512, step=16, description="width")
+        self.image = widgets.Image(format="png")
+        self.readout = widgets.HTML()
+        for control in (self.scheme, self.activation, self.depth, self.width):
+            control.observe(lambda change: self.update(), names="value")
+        controls = widgets.VBox([widgets.HBox([self.scheme, self.activation]), widgets.HBox([self.depth, self.width])])
+        self.widget = widgets.VBox([controls, self.readout, self.image])
+        self.stats: stats_module.LayerStats | None = None
+        self.update()
+
+    def compute(self) -> stats_module.LayerStats:
+        """Per-layer statistics for the current control values (same values, same result)."""
+        generator = torch.Generator().manual_seed(self.seed)
+        model = models.deep_mlp(self.width.value, self.width.value, self.depth.value, 10, activation=self.activation.value,
+                                init=self.scheme.value, generator=generator)
+        x = torch.randn(self.batch, self.width.value, generator=generator, dtype=torch.float64)
+        y = torch.randint(0, 10, (self.batch,), generator=generator)
+        with stats_module.record_layer_stats(model, max_samples=3000) as recorded:
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+        return recorded
+
+    def update(self) -> None:
+        self.stats = self.compute()
+        figure = Figure(figsize=(10, 3.2), layout="constrained")
+        hist_ax, std_ax = figure.subplots(1, 2, width_ratios=[3, 2])
+        shown = np.unique(np.linspace(0, len(self.stats.names) - 1, 5).astype(int))
+        plotting.layer_histograms([self.stats.activation_samples[i] for i in shown],
+                                  names=[self.stats.names[i] for i in shown], ax=hist_ax, xlabel="activation")
+        plotting.norms_by_layer(self.stats.activation_std, ax=std_ax, label="activation std", ylabel="std")
+        plotting.norms_by_layer(self.stats.activation_grad_std, ax=std_ax, label="gradient std", ylabel="std")
+        std_ax.set_xlabel("hidden layer (0 = first)")
+        self.image.value = _png(figure)
+        first, last = self.stats.activation_std[0], self.stats.activation_std[-1]
+        self.readout.value = (
+            f"activation std: layer 1 {first:.3g}, layer {len(self.stats.names)} {last:.3g}; "
+            f"saturated/inactive at the last layer {self.stats.saturated_fraction[-1]:.0%}"
         )
 
     def _repr_mimebundle_(self, **kwargs):

@@ -9,7 +9,7 @@
 ``OUT/NAME/autograder/`` (the full notebook and ``NAME-autograder_*.zip`` with every test).
 
 ``grade`` runs ``otter run`` (no Docker, no server, no network) on each submitted notebook (a file,
-or a folder searched for ``*.ipynb``) against ``OUT/NAME``'s autograder, keeps otter's
+or a folder searched for ``*.ipynb``; ``--jobs N`` grades N at once) against ``OUT/NAME``'s autograder, keeps otter's
 ``results.json`` per submission under ``OUT/grades/NAME/``, prints one line per submission and
 writes ``OUT/grades/NAME/scores.csv``. Exit status 0 when every submission was graded.
 """
@@ -19,9 +19,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,23 +54,38 @@ def autograder_zip(out: Path, name: str) -> Path:
     return found[-1]
 
 
-def grade_one(zip_path: Path, submission: Path, out: Path) -> dict[str, tuple[float, float]]:
-    """Grade one notebook; return question -> (score, max_score)."""
+def grade_one(
+    zip_path: Path, submission: Path, out: Path, *, debug: bool = False, single_thread: bool = False
+) -> dict[str, tuple[float, float]]:
+    """Grade one notebook with ``otter run``; return question -> (score, max_score).
+
+    ``out/results.json`` keeps otter's full report (each failed check's message). ``debug``: fail
+    if any cell of the submission raises (otter ignores such errors by default). ``single_thread``:
+    limit the kernel's math libraries to one thread, for grading several submissions at once.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    subprocess.run([*OTTER, "run", "--no-logo", "-a", str(zip_path), "-o", str(out), str(submission)],
-                   check=True, capture_output=True, text=True)
+    command = [*OTTER, "run", "--no-logo", *(["--debug"] if debug else []), "-a", str(zip_path), "-o", str(out), str(submission)]
+    env = {**os.environ, **({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"} if single_thread else {})}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"otter run failed on {submission}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     results = json.loads((out / "results.json").read_text())
     return {t["name"]: (float(t["score"]), float(t["max_score"])) for t in results["tests"] if "max_score" in t}
 
 
-def grade(name: str, submissions: list[Path], out: Path) -> dict[str, dict[str, tuple[float, float]]]:
+def grade(
+    name: str, submissions: list[Path], out: Path, *, jobs: int = 1, debug: bool = False
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Grade every submission against ``out/NAME``'s autograder, ``jobs`` at a time; return path -> scores."""
     zip_path = autograder_zip(out, name)
     files = [p for s in submissions for p in ([s] if s.is_file() else sorted(s.rglob("*.ipynb")))]
     if not files:
         raise SystemExit("no submissions (.ipynb) found in " + ", ".join(map(str, submissions)))
+    folders = [out / "grades" / name / f"{number:03d}_{path.stem}" for number, path in enumerate(files)]
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        all_scores = list(pool.map(lambda p, o: grade_one(zip_path, p, o, debug=debug, single_thread=jobs > 1), files, folders))
     report, rows = {}, []
-    for number, path in enumerate(files):
-        scores = grade_one(zip_path, path, out / "grades" / name / f"{number:03d}_{path.stem}")
+    for path, scores in zip(files, all_scores):
         report[str(path)] = scores
         total, maximum = sum(s for s, _ in scores.values()), sum(m for _, m in scores.values())
         detail = ", ".join(f"{q} {s:g}/{m:g}" for q, (s, m) in scores.items())
@@ -91,13 +108,14 @@ def main(argv: list[str]) -> int:
     g.add_argument("name", help="notebook name, e.g. 01_chain_rule_product")
     g.add_argument("submissions", nargs="+", type=Path)
     g.add_argument("--out", type=Path, default=ROOT / "dist")
+    g.add_argument("--jobs", type=int, default=1, help="submissions graded at once (one thread each)")
     args = parser.parse_args(argv)
     if args.command == "build":
         notebooks = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
         for name, zip_path in build([n for n in notebooks if has_assignment(n)], args.out).items():
             print(f"{name}: student notebook in {args.out / name / 'student'}, autograder {zip_path}")
     else:
-        grade(args.name, args.submissions, args.out)
+        grade(args.name, args.submissions, args.out, jobs=max(1, args.jobs))
     return 0
 
 

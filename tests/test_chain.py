@@ -26,6 +26,20 @@ def test_backward_pass_matches_torch_autograd(activation, rng):
     np.testing.assert_allclose(stats.weight_grad_norms, [w.grad.norm().item() for w in ws], rtol=RTOL_FLOAT64)
     np.testing.assert_allclose(stats.factors, np.array(expected[:-1]) / np.array(expected[1:]), rtol=RTOL_FLOAT64)
     np.testing.assert_allclose(stats.activation_std, [t.detach().std(unbiased=False).item() for t in h[1:]], rtol=1e-12)
+    np.testing.assert_allclose(stats.grad_std, [t.grad.std(unbiased=False).item() for t in h], rtol=1e-12)
+
+
+def test_backward_pass_handles_rectangular_layers(rng):
+    widths = [7, 12, 3, 5]
+    weights = [rng.standard_normal((n_out, n_in)) for n_in, n_out in zip(widths[:-1], widths[1:])]
+    x, top = rng.standard_normal((4, 7)), rng.standard_normal((4, 5))
+    stats = chain.backward_pass(weights, x, top, "tanh")
+    h = [torch.tensor(x, requires_grad=True)]
+    for w in weights:
+        h.append(torch.tanh(h[-1] @ torch.tensor(w).T))
+        h[-1].retain_grad()
+    (h[-1] * torch.tensor(top)).sum().backward()
+    np.testing.assert_allclose(stats.grad_norms, [t.grad.norm().item() for t in h], rtol=RTOL_FLOAT64)
 
 
 def test_sigmoid_and_its_derivative_match_torch_and_bound(rng):
@@ -87,6 +101,7 @@ def test_growth_rate_of_exact_geometric_sequence():
         (lambda r: chain.backward_pass([], np.ones((2, 4)), np.ones((2, 4)), "relu"), TypeError, "weights"),
         (lambda r: chain.backward_pass([np.eye(4), np.eye(3)], np.ones((2, 4)), np.ones((2, 4)), "relu"),
          ValueError, r"weights\[1\]"),
+        (lambda r: chain.backward_pass([np.ones((3, 4))], np.ones((2, 4)), np.ones((2, 4)), "relu"), ValueError, "top_grad"),
         (lambda r: chain.backward_pass([np.eye(4)], np.ones((2, 3)), np.ones((2, 3)), "relu"), ValueError, "x"),
         (lambda r: chain.backward_pass([np.eye(4)], np.ones((2, 4)), np.ones((3, 4)), "relu"), ValueError, "top_grad"),
         (lambda r: chain.backward_pass([np.eye(4)], np.ones((2, 4)), np.ones((2, 4)), "gelu"), ValueError, "activation"),

@@ -73,3 +73,29 @@ def test_explorer_is_deterministic_and_matches_the_chain_helpers():
 def test_explorer_rejects_bad_input(kwargs, error):
     with pytest.raises(error, match=next(iter(kwargs))):
         widgets.GradientNormExplorer(**kwargs)
+
+
+def test_init_explorer_follows_its_controls():
+    explorer = widgets.InitExplorer(seed=0, batch=64)
+    assert explorer.scheme.value == "xavier_normal" and len(explorer.stats.names) == 10
+    first_png = explorer.image.value
+    explorer.depth.value = 4
+    explorer.width.value = 32
+    assert len(explorer.stats.names) == 4 and explorer.image.value != first_png
+    # torch's default init in a deep ReLU stack: activations shrink; He keeps them
+    explorer.activation.value, explorer.depth.value, explorer.width.value = "relu", 20, 256
+    explorer.scheme.value = "default"
+    shrinking = explorer.stats.activation_std[-1] / explorer.stats.activation_std[0]
+    explorer.scheme.value = "kaiming_normal"
+    kept = explorer.stats.activation_std[-1] / explorer.stats.activation_std[0]
+    assert shrinking < 0.2 < 0.5 < kept
+    assert f"{explorer.stats.activation_std[-1]:.3g}" in explorer.readout.value
+    explorer.scheme.value = "constant"
+    assert explorer.stats.activation_std[-1] >= 0  # symmetric units: runs, nothing to break
+
+
+def test_init_explorer_is_deterministic_and_rejects_bad_input():
+    a, b = widgets.InitExplorer(seed=2, batch=32), widgets.InitExplorer(seed=2, batch=32)
+    np.testing.assert_array_equal(a.stats.activation_std, b.stats.activation_std)
+    with pytest.raises(ValueError, match="batch"):
+        widgets.InitExplorer(batch=1)
