@@ -62,14 +62,23 @@ def layer_histograms(samples, *, names=None, ax=None, xlabel: str = "value", bin
     return ax
 
 
-def curves(series: dict, *, ax=None, xlabel: str = "step", ylabel: str = "loss", log: bool = False):
-    """One line per entry of ``series`` (name → 1-D array), e.g. loss curves of several runs."""
+def curves(series: dict, *, x=None, ax=None, xlabel: str = "step", ylabel: str = "loss", log: bool = False,
+           logx: bool = False):
+    """One line per entry of ``series`` (name → 1-D array), e.g. loss curves of several runs.
+
+    ``x``: shared x values (default ``0, 1, ...``); ``log`` / ``logx``: logarithmic y / x axis.
+    """
     if not isinstance(series, dict) or not series:
         raise TypeError("series must be a non-empty dict of name -> 1-D array")
     ax = _axes(ax)
     for name, values in series.items():
         values = check_array(f"series[{name!r}]", values, ndim=1, finite=False)
-        (ax.semilogy if log else ax.plot)(values, label=name)
+        xs = np.arange(len(values)) if x is None else check_array("x", x, ndim=1)
+        if xs.shape != values.shape:
+            raise ValueError(f"x must have {len(values)} values like series[{name!r}], got {xs.shape[0]}")
+        ax.plot(xs, values, label=name)
+    ax.set_yscale("log" if log else "linear")
+    ax.set_xscale("log" if logx else "linear")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from helpers import chain, models, plotting
+from helpers import chain, gradcheck, models, plotting
 from helpers import stats as stats_module
 from helpers._validate import check_int
 
@@ -129,6 +129,69 @@ class InitExplorer:
             f"activation std: layer 1 {first:.3g}, layer {len(self.stats.names)} {last:.3g}; "
             f"saturated/inactive at the last layer {self.stats.saturated_fraction[-1]:.0%}"
         )
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+GRADCHECK_FUNCTIONS = {
+    "exp(x)": (np.exp, np.exp),
+    "sin(x)": (np.sin, np.cos),
+    "x² (quadratic)": (np.square, lambda x: 2 * x),
+    "|x − 0.5| (kink at 0.5)": (lambda x: np.abs(x - x.dtype.type(0.5)), lambda x: np.sign(x - 0.5)),
+}
+
+
+class GradCheckExplorer:
+    """Function, point, eps and dtype → finite-difference estimate vs the exact derivative (notebook 03).
+
+    ``explorer.result`` holds ``{"numerical", "analytic", "relative_error", "verdict"}`` for the
+    centered difference at the current settings; the figure shows the error of both formulas over eps,
+    with the current eps marked.
+    """
+
+    def __init__(self):
+        self.function = widgets.Dropdown(options=list(GRADCHECK_FUNCTIONS), value="exp(x)", description="f")
+        self.x = widgets.FloatSlider(value=1.0, min=-2.0, max=2.0, step=0.01, description="x")
+        self.eps = widgets.FloatLogSlider(value=1e-6, base=10, min=-14, max=-1, step=0.25, description="eps",
+                                          readout_format=".0e")
+        self.dtype = widgets.Dropdown(options=["float64", "float32"], value="float64", description="dtype")
+        self.image = widgets.Image(format="png")
+        self.readout = widgets.HTML()
+        for control in (self.function, self.x, self.eps, self.dtype):
+            control.observe(lambda change: self.update(), names="value")
+        controls = widgets.VBox([widgets.HBox([self.function, self.dtype]), widgets.HBox([self.x, self.eps])])
+        self.widget = widgets.VBox([controls, self.readout, self.image])
+        self.result: dict | None = None
+        self.update()
+
+    def compute(self) -> dict:
+        f, derivative = GRADCHECK_FUNCTIONS[self.function.value]
+        dtype = np.float64 if self.dtype.value == "float64" else np.float32
+        x, h = dtype(self.x.value), dtype(self.eps.value)
+        numerical = float((f(x + h) - f(x - h)) / (dtype(2) * h))
+        analytic = float(derivative(np.float64(self.x.value)))
+        error = gradcheck.relative_error(np.array(numerical), np.array(analytic))
+        return {"numerical": numerical, "analytic": analytic, "relative_error": error, "verdict": gradcheck.verdict(error)}
+
+    def update(self) -> None:
+        self.result = self.compute()
+        f, derivative = GRADCHECK_FUNCTIONS[self.function.value]
+        dtype = np.float64 if self.dtype.value == "float64" else np.float32
+        figure = Figure(figsize=(6.5, 3.2), layout="constrained")
+        ax = figure.add_subplot()
+        slope = float(derivative(np.float64(self.x.value)))
+        if slope != 0:
+            eps_values = np.logspace(-14, -1, 53)
+            errors = gradcheck.difference_errors(f, slope, self.x.value, eps_values, dtype=dtype)
+            floor = np.finfo(dtype).eps / 10  # draw exact zeros at the bottom of the log axis
+            plotting.curves({k: np.maximum(v, floor) for k, v in errors.items()}, x=eps_values, ax=ax,
+                            xlabel="eps", ylabel="relative error", log=True, logx=True)
+        ax.axvline(self.eps.value, color="0.4", ls=":")
+        self.image.value = _png(figure)
+        r = self.result
+        self.readout.value = (f"centered difference {r['numerical']:.10g}, exact {r['analytic']:.10g}: relative error "
+                              f"<b>{r['relative_error']:.2e}</b> ({r['verdict']})")
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

@@ -99,3 +99,20 @@ def test_init_explorer_is_deterministic_and_rejects_bad_input():
     np.testing.assert_array_equal(a.stats.activation_std, b.stats.activation_std)
     with pytest.raises(ValueError, match="batch"):
         widgets.InitExplorer(batch=1)
+
+
+def test_gradcheck_explorer_follows_eps_dtype_and_kinks():
+    explorer = widgets.GradCheckExplorer()
+    assert explorer.result["verdict"] == "correct" and explorer.result["analytic"] == pytest.approx(np.e)
+    first_png = explorer.image.value
+    explorer.dtype.value = "float32"  # eps = 1e-6 in float32: round-off dominates
+    assert explorer.result["relative_error"] > 1e-4 and explorer.image.value != first_png
+    explorer.eps.value = 10 ** -2.5
+    assert explorer.result["relative_error"] < 1e-4
+    explorer.dtype.value = "float64"
+    explorer.function.value = "|x − 0.5| (kink at 0.5)"
+    explorer.x.value, explorer.eps.value = 0.45, 0.1  # the centered difference straddles the kink
+    assert explorer.result["verdict"] == "wrong"
+    assert f"{explorer.result['relative_error']:.2e}" in explorer.readout.value
+    explorer.eps.value = 1e-6
+    assert explorer.result["verdict"] == "correct"
