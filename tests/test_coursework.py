@@ -27,6 +27,8 @@ WRONG_ANSWERS = {
     "00_start_here": ("return float(np.prod(factors))", "return float(np.sum(factors))", "ex00_warmup"),
     "01_chain_rule_product": ("return ((1 - h**2) * grad_h) @ w", "return ((1 - h) * grad_h) @ w", "ex01_backward_step"),
     "02_initialization": ("return math.sqrt(2.0 / (1.0 + slope**2))", "return math.sqrt(2.0)", "ex02_leaky_gain"),
+    "03_gradient_checking": ("grad[index] = (plus - minus) / (2 * eps)", "grad[index] = (plus - minus) / eps",
+                             "ex03_centered_difference"),
 }
 
 
