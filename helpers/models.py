@@ -58,8 +58,11 @@ def deep_mlp(
     gain: float = 1.0,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
+    dropout: float = 0.0,
 ) -> nn.Sequential:
     """An MLP with ``depth`` hidden layers of ``width`` units: ``[Linear, act] * depth + [Linear]``.
+
+    With ``dropout > 0`` an ``nn.Dropout(dropout)`` (drop probability) follows every activation.
 
     Args:
         activation: one of ``ACTIVATIONS`` (``"linear"`` means no nonlinearity).
@@ -71,7 +74,7 @@ def deep_mlp(
         generator: a ``torch.Generator`` for reproducible weights (``None``: torch's global RNG).
         dtype: parameter dtype (float64 by default, for exact comparisons).
     Returns:
-        ``nn.Sequential`` with ``2 * depth + 1`` modules; input ``[batch, in_features]``,
+        ``nn.Sequential`` with ``2 * depth + 1`` modules (``3 * depth + 1`` with dropout); input ``[batch, in_features]``,
         output ``[batch, out_features]``.
     """
     in_features = check_int("in_features", in_features, minimum=1)
@@ -85,6 +88,9 @@ def deep_mlp(
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    dropout = check_real("dropout", dropout, minimum=0.0)
+    if dropout >= 1:
+        raise ValueError(f"dropout (drop probability) must be in [0, 1), got {dropout}")
 
     sizes = [in_features] + [width] * depth + [out_features]
     modules: list[nn.Module] = []
@@ -95,6 +101,8 @@ def deep_mlp(
         modules.append(layer)
         if i < depth:
             modules.append(ACTIVATIONS[activation]())
+            if dropout > 0:
+                modules.append(nn.Dropout(dropout))
     return nn.Sequential(*modules)
 
 
@@ -110,15 +118,19 @@ class TrainHistory:
     """What one training run did.
 
     ``loss [steps]`` (full-batch training loss before each step; NaN/inf once diverged),
-    ``grad_norms [steps, n_layers]`` (``||dL/dW_l||`` per Linear layer and step),
+    ``grad_norms [steps, n_layers]`` (``||dL/dW_l||`` per Linear layer and step, data loss plus any
+    penalty the optimizer adds), ``weight_norms [steps, n_layers]`` (``||W_l||`` before each step),
     ``relative_weight_change [n_layers]`` (``||W_end - W_0|| / ||W_0||``),
-    ``diverged_at`` (first step whose loss was not finite, or ``None``).
+    ``diverged_at`` (first step whose loss was not finite, or ``None``),
+    ``val_loss [steps]`` (loss on ``(x_val, y_val)`` in eval mode before each step; NaN without them).
     """
 
     loss: np.ndarray
     grad_norms: np.ndarray
     relative_weight_change: np.ndarray
     diverged_at: int | None
+    weight_norms: np.ndarray
+    val_loss: np.ndarray
 
 
 def train(
@@ -132,13 +144,19 @@ def train(
     generator: torch.Generator | None = None,
     loss: str = "cross_entropy",
     optimizer: str = "sgd",
+    weight_decay: float = 0.0,
+    x_val=None,
+    y_val=None,
 ) -> TrainHistory:
     """Train ``model`` on ``(x, y)`` with SGD or Adam; stops early at the first non-finite loss.
 
     Args:
         x: ``[n, in_features]`` array or tensor (converted to the model's dtype).
         y: ``[n]`` int class labels for ``"cross_entropy"``, or ``[n, out]`` targets for ``"mse"``.
-        steps: number of optimizer steps; lr: learning rate; optimizer: ``"sgd"`` or ``"adam"``.
+        steps: number of optimizer steps; lr: learning rate; optimizer: ``"sgd"``, ``"adam"`` or ``"adamw"``.
+        weight_decay: passed to the torch optimizer (L2 added to the gradient for SGD and Adam,
+            decoupled decay for AdamW).
+        x_val, y_val: optional validation data, evaluated in eval mode (dropout off) before each step.
         batch_size: minibatch size drawn with replacement of batches (``None``: full batch).
         generator: ``torch.Generator`` that draws the minibatches (``None``: torch's global RNG).
     Returns:
@@ -151,7 +169,8 @@ def train(
     steps = check_int("steps", steps, minimum=1)
     lr = check_real("lr", lr, positive=True)
     check_choice("loss", loss, ("cross_entropy", "mse"))
-    check_choice("optimizer", optimizer, ("sgd", "adam"))
+    check_choice("optimizer", optimizer, ("sgd", "adam", "adamw"))
+    weight_decay = check_real("weight_decay", weight_decay, minimum=0.0)
     dtype = layers[0].weight.dtype
     x = torch.as_tensor(x if torch.is_tensor(x) else check_array("x", x, ndim=2), dtype=dtype)
     if x.ndim != 2 or x.shape[1] != layers[0].in_features:
@@ -169,13 +188,29 @@ def train(
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
 
+    if (x_val is None) != (y_val is None):
+        raise ValueError("give both x_val and y_val, or neither")
+    if x_val is not None:
+        x_val = torch.as_tensor(x_val if torch.is_tensor(x_val) else check_array("x_val", x_val, ndim=2), dtype=dtype)
+        y_val = torch.as_tensor(y_val if torch.is_tensor(y_val) else check_array("y_val", y_val),
+                                dtype=torch.int64 if loss == "cross_entropy" else dtype)
+        if x_val.shape[1:] != x.shape[1:] or y_val.shape[0] != x_val.shape[0]:
+            raise ValueError(f"x_val must have shape [m, {x.shape[1]}] and y_val m rows")
+
     params = list(model.parameters())
-    opt = torch.optim.SGD(params, lr=lr) if optimizer == "sgd" else torch.optim.Adam(params, lr=lr)
+    optimizers = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    opt = optimizers[optimizer](params, lr=lr, weight_decay=weight_decay)
     initial = [layer.weight.detach().clone() for layer in layers]
-    losses = np.full(steps, np.nan)
-    grad_norms = np.full((steps, len(layers)), np.nan)
+    losses, val_losses = np.full(steps, np.nan), np.full(steps, np.nan)
+    grad_norms, weight_norms = np.full((steps, len(layers)), np.nan), np.full((steps, len(layers)), np.nan)
     diverged_at = None
     for step in range(steps):
+        weight_norms[step] = [layer.weight.detach().norm().item() for layer in layers]
+        if x_val is not None:
+            model.eval()
+            with torch.no_grad():
+                val_losses[step] = loss_fn(model(x_val), y_val).item()
+            model.train()
         opt.zero_grad()
         if batch_size is None:
             xb, yb = x, y
@@ -188,7 +223,66 @@ def train(
             diverged_at = step
             break
         value.backward()
-        grad_norms[step] = [layer.weight.grad.norm().item() for layer in layers]
+        grad_norms[step] = [
+            (layer.weight.grad + (weight_decay * layer.weight.detach() if optimizer != "adamw" else 0)).norm().item()
+            for layer in layers
+        ]
         opt.step()
     change = [((layer.weight.detach() - w0).norm() / w0.norm()).item() for layer, w0 in zip(layers, initial)]
-    return TrainHistory(losses, grad_norms, np.array(change), diverged_at)
+    return TrainHistory(losses, grad_norms, np.array(change), diverged_at, weight_norms, val_losses)
+
+
+def accuracy(model: nn.Module, x, y) -> float:
+    """Share of rows of ``x`` whose arg-max output equals the label in ``y`` (model in eval mode)."""
+    layers = linear_layers(model)
+    x = torch.as_tensor(x if torch.is_tensor(x) else check_array("x", x, ndim=2), dtype=layers[0].weight.dtype)
+    y = torch.as_tensor(y if torch.is_tensor(y) else np.asarray(y), dtype=torch.int64)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        predicted = model(x).argmax(dim=1)
+    model.train(was_training)
+    return float((predicted == y).double().mean().item())
+
+
+def gradient_samples(model: nn.Module, x, y, *, batch_size: int, n: int, generator: torch.Generator) -> np.ndarray:
+    """Flattened gradients of the cross-entropy on ``n`` random minibatches, at fixed parameters.
+
+    The model stays in its current mode (train mode: a fresh dropout mask per minibatch). Returns
+    ``[n, n_params]``; the spread across rows is the gradient noise an SGD step sees.
+    """
+    layers = linear_layers(model)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    n = check_int("n", n, minimum=2)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    x = torch.as_tensor(x if torch.is_tensor(x) else check_array("x", x, ndim=2), dtype=layers[0].weight.dtype)
+    y = torch.as_tensor(y if torch.is_tensor(y) else np.asarray(y), dtype=torch.int64)
+    params = list(model.parameters())
+    rows = []
+    for _ in range(n):
+        index = torch.randperm(x.shape[0], generator=generator)[:batch_size]
+        grads = torch.autograd.grad(nn.functional.cross_entropy(model(x[index]), y[index]), params)
+        rows.append(torch.cat([g.reshape(-1) for g in grads]).detach().double().numpy())
+    return np.stack(rows)
+
+
+def predict_grid(model: nn.Module, xlim, ylim, resolution: int = 120):
+    """Class probabilities of a 2-input classifier on a grid (eval mode), for decision-boundary plots.
+
+    Returns ``(xx, yy, probabilities)`` with ``xx, yy`` of shape ``[resolution, resolution]`` and
+    ``probabilities [resolution, resolution, n_classes]``.
+    """
+    layers = linear_layers(model)
+    if layers[0].in_features != 2:
+        raise ValueError(f"model must take 2 inputs, it takes {layers[0].in_features}")
+    resolution = check_int("resolution", resolution, minimum=2)
+    (x0, x1), (y0, y1) = (check_array("xlim", xlim, ndim=1), check_array("ylim", ylim, ndim=1))
+    xx, yy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
+    grid = torch.as_tensor(np.stack([xx.ravel(), yy.ravel()], axis=1), dtype=layers[0].weight.dtype)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        probabilities = torch.softmax(model(grid), dim=1).double().numpy()
+    model.train(was_training)
+    return xx, yy, probabilities.reshape(resolution, resolution, -1)

@@ -84,3 +84,21 @@ def curves(series: dict, *, x=None, ax=None, xlabel: str = "step", ylabel: str =
     ax.grid(True, alpha=0.3)
     ax.legend(frameon=False)
     return ax
+
+
+def decision_boundary(xx, yy, probabilities, x, y, *, ax=None, title: str | None = None):
+    """Predicted class regions (from ``models.predict_grid``) with the data points on top.
+
+    ``xx, yy``: ``[r, r]`` grid; ``probabilities``: ``[r, r, n_classes]``; ``x [n, 2]``, ``y [n]`` labels.
+    """
+    probabilities = check_array("probabilities", probabilities, ndim=3)
+    x = check_array("x", x, ndim=2)
+    ax = _axes(ax, figsize=(4, 4))
+    ax.contourf(xx, yy, probabilities.argmax(axis=2), alpha=0.25, cmap="coolwarm", levels=probabilities.shape[2] - 1)
+    ax.contour(xx, yy, probabilities[..., 1] if probabilities.shape[2] == 2 else probabilities.argmax(axis=2),
+               levels=[0.5], colors="0.3", linewidths=0.8)
+    ax.scatter(x[:, 0], x[:, 1], c=np.asarray(y), cmap="coolwarm", s=8, edgecolors="none")
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(title)
+    return ax

@@ -195,3 +195,60 @@ class GradCheckExplorer:
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+class RegularizationExplorer:
+    """L2 strength λ and dropout p → decision boundary and train/validation curves (notebook 04).
+
+    Trains a small MLP (2 hidden layers of 64 ReLU units, Adam, 200 full-batch steps, float32) on
+    ``dataset`` from the same initial weights each time; ``explorer.history`` and
+    ``explorer.accuracy`` (``{"train": ..., "validation": ...}``) describe the last run.
+    """
+
+    def __init__(self, dataset, *, seed: int = 0, steps: int = 200):
+        from helpers.data import Dataset
+
+        if not isinstance(dataset, Dataset) or dataset.x_train.shape[1] != 2:
+            raise TypeError("dataset must be a 2-D helpers.data.Dataset, e.g. data.make_spirals(...)")
+        self.dataset = dataset
+        self.seed = check_int("seed", seed, minimum=0)
+        self.steps = check_int("steps", steps, minimum=1)
+        self.lam = widgets.SelectionSlider(options=[0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2], value=0.0,
+                                           description="L2 λ")
+        self.p = widgets.FloatSlider(value=0.0, min=0.0, max=0.7, step=0.1, description="dropout p")
+        self.image = widgets.Image(format="png")
+        self.readout = widgets.HTML()
+        for control in (self.lam, self.p):
+            control.observe(lambda change: self.update(), names="value")
+        self.widget = widgets.VBox([widgets.HBox([self.lam, self.p]), self.readout, self.image])
+        self.history: models.TrainHistory | None = None
+        self.accuracy: dict | None = None
+        self.update()
+
+    def compute(self):
+        """Train with the current λ and p; return ``(model, history)`` (same settings, same result)."""
+        model = models.deep_mlp(2, 64, 2, self.dataset.n_classes, activation="relu", init="kaiming_normal",
+                                dropout=self.p.value, dtype=torch.float32,
+                                generator=torch.Generator().manual_seed(self.seed))
+        d = self.dataset
+        history = models.train(model, d.x_train, d.y_train, steps=self.steps, lr=1e-2, optimizer="adam",
+                               weight_decay=self.lam.value, x_val=d.x_test, y_val=d.y_test,
+                               generator=torch.Generator().manual_seed(self.seed))
+        return model, history
+
+    def update(self) -> None:
+        model, self.history = self.compute()
+        d = self.dataset
+        self.accuracy = {"train": models.accuracy(model, d.x_train, d.y_train),
+                         "validation": models.accuracy(model, d.x_test, d.y_test)}
+        figure = Figure(figsize=(9, 3.6), layout="constrained")
+        boundary_ax, curve_ax = figure.subplots(1, 2)
+        limits = np.array([-1.4, 1.4])
+        plotting.decision_boundary(*models.predict_grid(model, limits, limits, 80), d.x_train, d.y_train, ax=boundary_ax)
+        plotting.curves({"train": self.history.loss, "validation": self.history.val_loss}, ax=curve_ax, log=True)
+        self.image.value = _png(figure)
+        self.readout.value = (f"accuracy: train {self.accuracy['train']:.0%}, validation {self.accuracy['validation']:.0%}; "
+                              f"final validation loss {self.history.val_loss[-1]:.3f}")
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)

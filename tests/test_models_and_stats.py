@@ -229,3 +229,51 @@ def test_dead_unit_fraction_counts_units_off_for_every_input():
         stats.dead_unit_fraction(nn.Sequential(nn.Linear(2, 2)), x)
     with pytest.raises(ValueError, match="x"):
         stats.dead_unit_fraction(model, np.ones(3))
+
+
+def test_dropout_weight_decay_validation_and_accuracy():
+    x, y = _toy_problem()
+    model = models.deep_mlp(4, 16, 2, 2, dropout=0.5, generator=torch.Generator().manual_seed(0))
+    assert sum(isinstance(m, nn.Dropout) for m in model) == 2
+    history = models.train(model, x, y, steps=5, lr=0.1, weight_decay=0.01, x_val=x[:10], y_val=y[:10],
+                           generator=torch.Generator().manual_seed(0))
+    assert np.all(np.isfinite(history.val_loss)) and history.weight_norms.shape == (5, 3)
+    model.eval()
+    with torch.no_grad():
+        expected = nn.functional.cross_entropy(model(torch.tensor(x[:10])), torch.tensor(y[:10])).item()
+    assert models.accuracy(model, x, y) == pytest.approx(
+        (model(torch.tensor(x)).argmax(1).numpy() == y).mean())
+    assert np.isfinite(expected)
+    # SGD weight_decay: the same trajectory as SGD on loss + lam/2 ||W||^2 for weights and biases
+    a = models.deep_mlp(4, 8, 1, 2, init="xavier_normal", generator=torch.Generator().manual_seed(0))
+    b = models.deep_mlp(4, 8, 1, 2, init="xavier_normal", generator=torch.Generator().manual_seed(0))
+    models.train(a, x, y, steps=10, lr=0.1, weight_decay=0.05)
+    opt = torch.optim.SGD(b.parameters(), lr=0.1)
+    for _ in range(10):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(b(torch.tensor(x)), torch.tensor(y))
+        (loss + 0.025 * sum((p**2).sum() for p in b.parameters())).backward()
+        opt.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-12, atol=1e-14)
+
+
+def test_gradient_samples_and_predict_grid():
+    x, y = _toy_problem()
+    model = models.deep_mlp(4, 8, 1, 2, generator=torch.Generator().manual_seed(0))
+    samples = models.gradient_samples(model, x, y, batch_size=64, n=3, generator=torch.Generator().manual_seed(0))
+    n_params = sum(p.numel() for p in model.parameters())
+    assert samples.shape == (3, n_params)
+    np.testing.assert_allclose(samples[0], samples[1])  # batch = whole data set: no noise without dropout
+    planar = models.deep_mlp(2, 8, 1, 3, generator=torch.Generator().manual_seed(0))
+    xx, yy, probabilities = models.predict_grid(planar, [-1, 1], [-2, 2], 5)
+    assert xx.shape == yy.shape == (5, 5) and probabilities.shape == (5, 5, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=2), 1.0)
+    with pytest.raises(ValueError, match="2 inputs"):
+        models.predict_grid(model, [-1, 1], [-1, 1])
+    with pytest.raises(TypeError, match="generator"):
+        models.gradient_samples(model, x, y, batch_size=4, n=3, generator=None)
+    with pytest.raises(ValueError, match="dropout"):
+        models.deep_mlp(2, 3, 1, 2, dropout=1.0)
+    with pytest.raises(ValueError, match="x_val"):
+        models.train(model, x, y, steps=1, lr=0.1, x_val=x)

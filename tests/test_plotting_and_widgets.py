@@ -116,3 +116,22 @@ def test_gradcheck_explorer_follows_eps_dtype_and_kinks():
     assert f"{explorer.result['relative_error']:.2e}" in explorer.readout.value
     explorer.eps.value = 1e-6
     assert explorer.result["verdict"] == "correct"
+
+
+def test_regularization_explorer_retrains_on_change():
+    from helpers import data
+
+    spirals = data.make_spirals(300, np.random.default_rng(0), noise=0.3)
+    explorer = widgets.RegularizationExplorer(spirals, steps=60)
+    baseline_val = explorer.history.val_loss[-1]
+    assert set(explorer.accuracy) == {"train", "validation"}
+    explorer.lam.value = 3e-2  # strong L2: the network is held back, training loss ends higher
+    strong = explorer.history.loss[-1]
+    explorer.lam.value = 0.0
+    assert explorer.history.val_loss[-1] == pytest.approx(baseline_val, rel=1e-6)  # same settings, same result
+    assert strong > explorer.history.loss[-1]
+    explorer.p.value = 0.5
+    assert any(type(m).__name__ == "Dropout" for m in explorer.compute()[0].modules())
+    assert f"{explorer.history.val_loss[-1]:.3f}" in explorer.readout.value
+    with pytest.raises(TypeError, match="dataset"):
+        widgets.RegularizationExplorer(data.load_mnist1d())
