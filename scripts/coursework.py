@@ -35,16 +35,21 @@ def has_assignment(notebook: Path) -> bool:
     return any(c["cell_type"] == "raw" and "".join(c["source"]).lstrip().startswith("# ASSIGNMENT CONFIG") for c in cells)
 
 
-def build(notebooks: list[Path], out: Path) -> dict[str, Path]:
-    """``otter assign`` each notebook into ``out/NAME``; return NAME -> autograder zip."""
-    zips = {}
-    for notebook in notebooks:
+def build(notebooks: list[Path], out: Path, *, jobs: int = 2) -> dict[str, Path]:
+    """``otter assign`` each notebook into ``out/NAME`` (``jobs`` at a time); return NAME -> autograder zip."""
+
+    def assign(notebook: Path) -> Path:
         target = out / notebook.stem
         shutil.rmtree(target, ignore_errors=True)
         # --no-run-tests: grading the reference notebooks is done by the test suite instead
-        subprocess.run([*OTTER, "assign", "--no-run-tests", "--no-pdfs", str(notebook), str(target)], check=True)
-        zips[notebook.stem] = autograder_zip(out, notebook.stem)
-    return zips
+        done = subprocess.run([*OTTER, "assign", "--no-run-tests", "--no-pdfs", str(notebook), str(target)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"otter assign failed on {notebook}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        return autograder_zip(out, notebook.stem)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return dict(zip((n.stem for n in notebooks), pool.map(assign, notebooks)))
 
 
 def autograder_zip(out: Path, name: str) -> Path:

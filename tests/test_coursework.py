@@ -93,31 +93,69 @@ def test_student_build_has_no_solutions_and_no_hidden_tests(master, dist):
 
 
 @pytest.mark.parametrize("master", NOTEBOOKS, ids=lambda p: p.stem)
-def test_grading_reference_blank_and_one_wrong_answer(master, dist, tmp_path):
+def test_grading_reference_and_blank(master, dist):
     name = master.stem
     _, _, questions = _master_parts(master)
-    old, new, broken = WRONG_ANSWERS[name]
-    wrong_dir = tmp_path / "wrong"
-    shutil.copytree(dist / name / "autograder", wrong_dir)
-    notebook = json.loads((wrong_dir / master.name).read_text())
+    reference_path, blank_path = dist / name / "autograder" / master.name, dist / name / "student" / master.name
+    # debug=True: grading fails if any cell raises, so the blank student notebook must run to the end
+    report = coursework.grade(name, [reference_path, blank_path], dist, jobs=2, debug=True)
+    reference, blank = report[str(reference_path)], report[str(blank_path)]
+    assert sorted(reference) == sorted(questions)
+    assert all(score == maximum > 0 for score, maximum in reference.values()), reference
+    assert all(score == 0 for score, _ in blank.values()), blank
+    blank_report = json.loads((dist / "grades" / name / f"001_{name}" / "results.json").read_text())
+    public = next(t["output"] for t in blank_report["tests"] if t["name"] == "Public Tests")
+    assert "❌" in public and "replace the ... with your code" in public, public
+
+
+def _with_wrong_answer(master_or_autograder: Path, name: str) -> dict:
+    """The notebook JSON with the one wrong answer of WRONG_ANSWERS[name] patched in."""
+    old, new, _ = WRONG_ANSWERS[name]
+    notebook = json.loads(master_or_autograder.read_text())
     hits = 0
     for cell in notebook["cells"]:
         source = "".join(cell["source"])
         if old in source:
             cell["source"], hits = source.replace(old, new), hits + 1
     assert hits == 1, f"the wrong-answer patch for {name} must match exactly one cell"
-    (wrong_dir / master.name).write_text(json.dumps(notebook))
-    reference_path, blank_path = dist / name / "autograder" / master.name, dist / name / "student" / master.name
+    return notebook
 
-    # debug=True: grading fails if any cell raises, so the blank student notebook must run to the end
-    report = coursework.grade(name, [reference_path, blank_path, wrong_dir / master.name], dist, jobs=2, debug=True)
-    reference, blank, wrong = (report[str(p)] for p in (reference_path, blank_path, wrong_dir / master.name))
 
-    assert sorted(reference) == sorted(questions)
-    assert all(score == maximum > 0 for score, maximum in reference.values()), reference
-    assert all(score == 0 for score, _ in blank.values()), blank
+def test_grading_one_wrong_answer_loses_exactly_that_questions_points(dist, tmp_path):
+    name = "01_chain_rule_product"
+    master = ROOT / "notebooks" / f"{name}.ipynb"
+    _, _, questions = _master_parts(master)
+    wrong_path = tmp_path / "wrong" / master.name
+    shutil.copytree(dist / name / "autograder", wrong_path.parent)
+    wrong_path.write_text(json.dumps(_with_wrong_answer(wrong_path, name)))
+    wrong = coursework.grade(name, [wrong_path], dist, debug=True)[str(wrong_path)]
+    broken = WRONG_ANSWERS[name][2]
     assert wrong[broken][0] == 0, wrong
-    assert all(wrong[q] == reference[q] for q in questions if q != broken), wrong
-    blank_report = json.loads((dist / "grades" / name / f"001_{name}" / "results.json").read_text())
-    public = next(t["output"] for t in blank_report["tests"] if t["name"] == "Public Tests")
-    assert "❌" in public and "replace the ... with your code" in public, public
+    assert all(wrong[q][0] == wrong[q][1] > 0 for q in questions if q != broken), wrong
+
+
+@pytest.mark.parametrize("master", NOTEBOOKS, ids=lambda p: p.stem)
+def test_each_notebooks_tests_catch_its_wrong_answer(master, dist):
+    """Cheaper than grading a whole notebook: run the autograder's test files on the solution cells alone."""
+    from otter.test_files import ExceptionTestFile
+
+    name = master.stem
+    notebook = _with_wrong_answer(master, name)
+    code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+    environment: dict = {}
+    exec("".join(code[0]["source"]), environment)  # the notebook's imports
+    in_solution = False
+    for cell in notebook["cells"]:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "raw" and source.strip() in ("# BEGIN SOLUTION", "# END SOLUTION"):
+            in_solution = source.strip() == "# BEGIN SOLUTION"
+        elif in_solution and cell["cell_type"] == "code":
+            exec(source, environment)
+    broken = WRONG_ANSWERS[name][2]
+    for test_path in sorted((dist / name / "autograder" / "tests").glob("*.py")):
+        test_file = ExceptionTestFile.from_file(str(test_path))
+        test_file.run(environment)
+        if test_path.stem == broken:
+            assert test_file.score == 0, f"{broken}: the wrong answer still earns {test_file.score}"
+        else:
+            assert test_file.passed_all, f"{test_path.stem} fails on the reference solution"
