@@ -122,7 +122,8 @@ class TrainHistory:
     penalty the optimizer adds), ``weight_norms [steps, n_layers]`` (``||W_l||`` before each step),
     ``relative_weight_change [n_layers]`` (``||W_end - W_0|| / ||W_0||``),
     ``diverged_at`` (first step whose loss was not finite, or ``None``),
-    ``val_loss [steps]`` (loss on ``(x_val, y_val)`` in eval mode before each step; NaN without them).
+    ``val_loss [steps]`` (loss on ``(x_val, y_val)`` in eval mode before each step; NaN without them),
+    ``total_grad_norm [steps]`` (global norm of all parameters' gradients before any clipping).
     """
 
     loss: np.ndarray
@@ -131,6 +132,7 @@ class TrainHistory:
     diverged_at: int | None
     weight_norms: np.ndarray
     val_loss: np.ndarray
+    total_grad_norm: np.ndarray
 
 
 def train(
@@ -147,6 +149,7 @@ def train(
     weight_decay: float = 0.0,
     x_val=None,
     y_val=None,
+    clip_norm: float | None = None,
 ) -> TrainHistory:
     """Train ``model`` on ``(x, y)`` with SGD or Adam; stops early at the first non-finite loss.
 
@@ -157,6 +160,7 @@ def train(
         weight_decay: passed to the torch optimizer (L2 added to the gradient for SGD and Adam,
             decoupled decay for AdamW).
         x_val, y_val: optional validation data, evaluated in eval mode (dropout off) before each step.
+        clip_norm: if given, ``torch.nn.utils.clip_grad_norm_(params, clip_norm)`` before each step.
         batch_size: minibatch size drawn with replacement of batches (``None``: full batch).
         generator: ``torch.Generator`` that draws the minibatches (``None``: torch's global RNG).
     Returns:
@@ -171,6 +175,8 @@ def train(
     check_choice("loss", loss, ("cross_entropy", "mse"))
     check_choice("optimizer", optimizer, ("sgd", "adam", "adamw"))
     weight_decay = check_real("weight_decay", weight_decay, minimum=0.0)
+    if clip_norm is not None:
+        clip_norm = check_real("clip_norm", clip_norm, positive=True)
     dtype = layers[0].weight.dtype
     x = torch.as_tensor(x if torch.is_tensor(x) else check_array("x", x, ndim=2), dtype=dtype)
     if x.ndim != 2 or x.shape[1] != layers[0].in_features:
@@ -203,6 +209,7 @@ def train(
     initial = [layer.weight.detach().clone() for layer in layers]
     losses, val_losses = np.full(steps, np.nan), np.full(steps, np.nan)
     grad_norms, weight_norms = np.full((steps, len(layers)), np.nan), np.full((steps, len(layers)), np.nan)
+    total_norms = np.full(steps, np.nan)
     diverged_at = None
     for step in range(steps):
         weight_norms[step] = [layer.weight.detach().norm().item() for layer in layers]
@@ -227,9 +234,13 @@ def train(
             (layer.weight.grad + (weight_decay * layer.weight.detach() if optimizer != "adamw" else 0)).norm().item()
             for layer in layers
         ]
+        if clip_norm is not None:
+            total_norms[step] = nn.utils.clip_grad_norm_(params, clip_norm).item()
+        else:
+            total_norms[step] = torch.sqrt(sum((p.grad**2).sum() for p in params if p.grad is not None)).item()
         opt.step()
     change = [((layer.weight.detach() - w0).norm() / w0.norm()).item() for layer, w0 in zip(layers, initial)]
-    return TrainHistory(losses, grad_norms, np.array(change), diverged_at, weight_norms, val_losses)
+    return TrainHistory(losses, grad_norms, np.array(change), diverged_at, weight_norms, val_losses, total_norms)
 
 
 def accuracy(model: nn.Module, x, y) -> float:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from helpers import chain, gradcheck, models, plotting
+from helpers import chain, clipping, gradcheck, models, plotting
 from helpers import stats as stats_module
 from helpers._validate import check_int
 
@@ -249,6 +249,52 @@ class RegularizationExplorer:
         self.image.value = _png(figure)
         self.readout.value = (f"accuracy: train {self.accuracy['train']:.0%}, validation {self.accuracy['validation']:.0%}; "
                               f"final validation loss {self.history.val_loss[-1]:.3f}")
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+class ClippingExplorer:
+    """Threshold, clipping method and learning rate → SGD trajectory on Pascanu's cliff (notebook 05).
+
+    ``explorer.trajectory`` holds ``(points, losses, grad_norms)`` from ``clipping.cliff_trajectory``
+    for the current settings, from a fixed start just before the wall.
+    """
+
+    def __init__(self, *, start=(4.6, -2.5), n_steps: int = 100):
+        self.start = np.array(start, dtype=np.float64)
+        self.n_steps = check_int("n_steps", n_steps, minimum=1)
+        self.method = widgets.Dropdown(options=["none", "norm", "value"], value="none", description="clip")
+        self.threshold = widgets.FloatLogSlider(value=1.0, base=10, min=-1, max=2, step=0.1, description="threshold")
+        self.lr = widgets.FloatLogSlider(value=0.01, base=10, min=-3, max=-1, step=0.1, description="lr")
+        self.image = widgets.Image(format="png")
+        self.readout = widgets.HTML()
+        for control in (self.method, self.threshold, self.lr):
+            control.observe(lambda change: self.update(), names="value")
+        self.w_grid, self.b_grid = np.linspace(2.5, 6.0, 141), np.linspace(-3.5, -1.0, 101)
+        self.surface = clipping.cliff_loss_surface(self.w_grid, self.b_grid)
+        self.widget = widgets.VBox([widgets.HBox([self.method, self.threshold, self.lr]), self.readout, self.image])
+        self.trajectory = None
+        self.update()
+
+    def compute(self):
+        clip = None if self.method.value == "none" else self.method.value
+        return clipping.cliff_trajectory(self.start, self.lr.value, self.n_steps, clip=clip, threshold=self.threshold.value)
+
+    def update(self) -> None:
+        self.trajectory = points, losses, norms = self.compute()
+        figure = Figure(figsize=(10, 3.6), layout="constrained")
+        surface_ax, loss_ax = figure.subplots(1, 2)
+        surface_ax.contourf(self.w_grid, self.b_grid, np.log10(self.surface + 1e-6), levels=30, cmap="viridis")
+        surface_ax.plot(points[:, 0], points[:, 1], ".-", color="w", ms=3, lw=0.8)
+        surface_ax.plot(*points[0], "o", color="orange")
+        surface_ax.set(xlim=(self.w_grid[0], self.w_grid[-1]), ylim=(self.b_grid[0], self.b_grid[-1]),
+                       xlabel="w", ylabel="b", title="log10 loss and the SGD path")
+        plotting.curves({"loss": losses}, ax=loss_ax, log=True)
+        self.image.value = _png(figure)
+        largest_step = np.linalg.norm(np.diff(points, axis=0), axis=1).max()
+        self.readout.value = (f"largest gradient norm {norms.max():.3g}, largest step {largest_step:.3g}, "
+                              f"final loss {losses[-1]:.3g}")
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

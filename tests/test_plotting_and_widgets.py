@@ -135,3 +135,18 @@ def test_regularization_explorer_retrains_on_change():
     assert f"{explorer.history.val_loss[-1]:.3f}" in explorer.readout.value
     with pytest.raises(TypeError, match="dataset"):
         widgets.RegularizationExplorer(data.load_mnist1d())
+
+
+def test_clipping_explorer_bounds_steps_when_clipping():
+    explorer = widgets.ClippingExplorer(n_steps=60)
+    points, _, norms = explorer.trajectory
+    free_step = np.linalg.norm(np.diff(points, axis=0), axis=1).max()
+    explorer.method.value = "norm"
+    points, _, _ = explorer.trajectory
+    assert np.linalg.norm(np.diff(points, axis=0), axis=1).max() <= explorer.lr.value * explorer.threshold.value + 1e-9
+    assert free_step > 10 * explorer.lr.value * explorer.threshold.value
+    explorer.method.value = "value"
+    explorer.threshold.value = 0.1
+    points, _, _ = explorer.trajectory
+    assert np.abs(np.diff(points, axis=0)).max() <= explorer.lr.value * 0.1 + 1e-9
+    assert "largest step" in explorer.readout.value

@@ -1,0 +1,148 @@
+"""Gradient clipping by value and by global norm (as torch does it), and Pascanu's cliff. Notebook 05.
+
+By value: every entry is clamped to ``[-c, c]`` (the direction changes). By global norm:
+``total = sqrt(Σ_i ||g_i||²)`` over all parameters, every gradient is multiplied by
+``min(1, max_norm / (total + 1e-6))`` (the direction is kept), exactly as
+``torch.nn.utils.clip_grad_norm_``. Clipping never enlarges a gradient.
+
+Pascanu, Mikolov & Bengio (2013): the one-unit recurrent network ``x_t = w σ(x_{t-1}) + b``,
+``x_0 = 0.5``, loss ``(x_T - 0.7)²`` with ``T = 50`` has a cliff in ``(w, b)``: a wall where the
+gradient explodes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from helpers._validate import check_array, check_int, check_real
+
+EPS = 1e-6  # torch's clip_grad_norm_ adds it to the total norm
+
+
+def _grads(grads):
+    """Validate ``grads`` (non-empty list of arrays, or dict name -> array); return (keys or None, arrays)."""
+    if isinstance(grads, dict):
+        if not grads:
+            raise ValueError("grads must not be empty")
+        keys, values = list(grads), list(grads.values())
+    elif isinstance(grads, (list, tuple)) and not isinstance(grads, np.ndarray):
+        if not grads:
+            raise ValueError("grads must not be empty")
+        keys, values = None, list(grads)
+    else:
+        raise TypeError(f"grads must be a list of arrays or a dict name -> array, got {type(grads).__name__}")
+    arrays = []
+    for i, g in enumerate(values):
+        name = f"grads[{keys[i]!r}]" if keys else f"grads[{i}]"
+        array = check_array(name, g, finite=False)
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"{name} contains NaN or inf: skip this step (or lower the learning rate); "
+                             "clipping would spread the non-finite values to every parameter")
+        arrays.append(array)
+    return keys, arrays
+
+
+def _pack(keys, arrays):
+    return dict(zip(keys, arrays)) if keys is not None else arrays
+
+
+def global_norm(grads) -> float:
+    """``sqrt(Σ_i ||g_i||²)`` over all gradient arrays (list or dict)."""
+    _, arrays = _grads(grads)
+    return float(np.sqrt(sum(np.sum(a**2) for a in arrays)))
+
+
+def clip_by_value(grads, clip_value: float):
+    """Clamp every entry to ``[-clip_value, clip_value]`` (``torch.nn.utils.clip_grad_value_``); new arrays."""
+    keys, arrays = _grads(grads)
+    clip_value = check_real("clip_value", clip_value, positive=True)
+    return _pack(keys, [np.clip(a, -clip_value, clip_value) for a in arrays])
+
+
+def clip_by_global_norm(grads, max_norm: float):
+    """Scale all gradients by ``min(1, max_norm / (total + 1e-6))``; return ``(clipped, total)``.
+
+    ``total`` is the norm before clipping, as ``torch.nn.utils.clip_grad_norm_`` returns it. New arrays;
+    the inputs are untouched; a dict comes back as a dict.
+    """
+    keys, arrays = _grads(grads)
+    max_norm = check_real("max_norm", max_norm, positive=True)
+    total = float(np.sqrt(sum(np.sum(a**2) for a in arrays)))
+    scale = min(1.0, max_norm / (total + EPS))
+    return _pack(keys, [a * scale for a in arrays]), total
+
+
+def cosine_similarity(a, b) -> float:
+    """Cosine of the angle between two gradients given as lists/dicts of arrays (flattened together)."""
+    _, first = _grads(a)
+    _, second = _grads(b)
+    u = np.concatenate([x.ravel() for x in first])
+    v = np.concatenate([x.ravel() for x in second])
+    if u.shape != v.shape:
+        raise ValueError("a and b must hold the same shapes")
+    denominator = np.linalg.norm(u) * np.linalg.norm(v)
+    if denominator == 0:
+        raise ValueError("cosine similarity of a zero gradient is undefined")
+    return float(u @ v / denominator)
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def cliff_loss_and_grad(w: float, b: float, *, steps: int = 50, x0: float = 0.5, target: float = 0.7):
+    """Loss ``(x_T - target)²`` of ``x_t = w σ(x_{t-1}) + b`` and its gradient ``(dL/dw, dL/db)``.
+
+    The gradient is carried forward alongside the state (forward-mode, equal to backprop through time).
+    Returns ``(loss, np.array([dL/dw, dL/db]))``.
+    """
+    w, b = check_real("w", w), check_real("b", b)
+    steps = check_int("steps", steps, minimum=1)
+    x, dx_dw, dx_db = check_real("x0", x0), 0.0, 0.0
+    for _ in range(steps):
+        s = _sigmoid(x)
+        slope = w * s * (1.0 - s)
+        x, dx_dw, dx_db = w * s + b, s + slope * dx_dw, 1.0 + slope * dx_db
+    error = x - check_real("target", target)
+    return float(error**2), np.array([2 * error * dx_dw, 2 * error * dx_db])
+
+
+def cliff_trajectory(start, lr: float, n_steps: int, *, clip: str | None = None, threshold: float = 1.0,
+                     steps: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SGD on the cliff loss from ``start = (w, b)``, optionally clipping each gradient.
+
+    ``clip``: ``None``, ``"norm"`` (global norm to ``threshold``) or ``"value"`` (entries to ±threshold).
+    Returns ``(points [n_steps+1, 2], losses [n_steps+1], grad_norms [n_steps])`` (norms before clipping).
+    """
+    point = check_array("start", start, ndim=1).copy()
+    if point.shape != (2,):
+        raise ValueError(f"start must be (w, b), got shape {point.shape}")
+    lr = check_real("lr", lr, positive=True)
+    n_steps = check_int("n_steps", n_steps, minimum=1)
+    if clip not in (None, "norm", "value"):
+        raise ValueError(f"clip must be None, 'norm' or 'value', got {clip!r}")
+    threshold = check_real("threshold", threshold, positive=True)
+    points, losses, norms = [point.copy()], [], []
+    for _ in range(n_steps):
+        loss, grad = cliff_loss_and_grad(*point, steps=steps)
+        losses.append(loss)
+        norms.append(float(np.linalg.norm(grad)))
+        if clip == "norm":
+            (grad,), _ = clip_by_global_norm([grad], threshold)
+        elif clip == "value":
+            (grad,) = clip_by_value([grad], threshold)
+        point = point - lr * grad
+        points.append(point.copy())
+    losses.append(cliff_loss_and_grad(*point, steps=steps)[0])
+    return np.array(points), np.array(losses), np.array(norms)
+
+
+def cliff_loss_surface(w_values, b_values, *, steps: int = 50, x0: float = 0.5, target: float = 0.7) -> np.ndarray:
+    """The cliff loss on a grid: ``[len(b_values), len(w_values)]`` (vectorised ``cliff_loss_and_grad``)."""
+    w = check_array("w_values", w_values, ndim=1)[None, :]
+    b = check_array("b_values", b_values, ndim=1)[:, None]
+    steps = check_int("steps", steps, minimum=1)
+    x = np.full((b.shape[0], w.shape[1]), check_real("x0", x0))
+    for _ in range(steps):
+        x = w * _sigmoid(x) + b
+    return (x - check_real("target", target)) ** 2
