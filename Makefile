@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 TORCH := torch==2.13.0
 LAB_ARGS ?=
 
-.PHONY: setup lab test lint bench student grade clean
+.PHONY: setup lab test lint bench student grade html clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: make PYTHON=/path/to/python3.11 ...")'
@@ -30,6 +30,9 @@ test: lint
 
 bench: setup
 	$(BIN)/python scripts/benchmark.py
+
+html: setup      # executed series as static HTML (figures included; explorers show their default figure)
+	$(BIN)/jupyter nbconvert --to html --execute --output-dir dist/html notebooks/[0-9][0-9]_*.ipynb
 
 student: setup   # dist/NAME/student (no solutions, public tests) and dist/NAME/autograder (all tests)
 	$(BIN)/python scripts/coursework.py build

@@ -1,7 +1,8 @@
 """Gradient Stability Lab: the package behind the notebooks.
 
-Shared modules: ``seeding`` (``seed_everything``), ``data``, ``models``, ``stats``, ``plotting``,
-``widgets``. Topic modules, in notebook order: ``chain`` (01).
+Shared modules: ``seeding`` (``seed_everything``), ``data``, ``models``, ``stats``, ``layers`` (a from-scratch
+numpy MLP), ``plotting``, ``widgets``. Topic modules, in notebook order: ``chain`` (01), ``init`` (02),
+``gradcheck`` (03), ``regularization`` (04), ``clipping`` (05).
 """
 
 from helpers.seeding import seed_everything

@@ -6,6 +6,7 @@ PNG in an ``ipywidgets.Image``, so it updates the same way in JupyterLab, Colab 
 
 from __future__ import annotations
 
+import base64
 import io
 
 import ipywidgets as widgets
@@ -24,7 +25,21 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-class GradientNormExplorer:
+class _Explorer:
+    """Display for every explorer: the live widget where the front end runs widgets; elsewhere (a static
+    HTML export, a viewer without a widget manager) the figure of the current settings as a plain PNG."""
+
+    widget: widgets.Widget
+    image: widgets.Image
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = self.widget._repr_mimebundle_(**kwargs) or {}
+        bundle["image/png"] = base64.b64encode(bytes(self.image.value)).decode("ascii")
+        bundle["text/plain"] = f"{type(self).__name__} (interactive where widgets are available)"
+        return bundle
+
+
+class GradientNormExplorer(_Explorer):
     """Depth, weight scale and activation → gradient norm per layer (notebook 01).
 
     ``explorer.widget`` is the ipywidgets box (the object also displays itself in a notebook).
@@ -74,11 +89,9 @@ class GradientNormExplorer:
             f"(geometric mean factor per layer {ratio ** (1 / self.stats.depth):.3f})"
         )
 
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
 
 
-class InitExplorer:
+class InitExplorer(_Explorer):
     """Init scheme, activation, depth and width → per-layer activation histograms and std (notebook 02).
 
     A torch MLP (``models.deep_mlp``) gets a batch of standard-normal inputs; ``explorer.stats`` holds the
@@ -130,8 +143,6 @@ class InitExplorer:
             f"saturated/inactive at the last layer {self.stats.saturated_fraction[-1]:.0%}"
         )
 
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
 
 
 GRADCHECK_FUNCTIONS = {
@@ -142,7 +153,7 @@ GRADCHECK_FUNCTIONS = {
 }
 
 
-class GradCheckExplorer:
+class GradCheckExplorer(_Explorer):
     """Function, point, eps and dtype → finite-difference estimate vs the exact derivative (notebook 03).
 
     ``explorer.result`` holds ``{"numerical", "analytic", "relative_error", "verdict"}`` for the
@@ -193,11 +204,9 @@ class GradCheckExplorer:
         self.readout.value = (f"centered difference {r['numerical']:.10g}, exact {r['analytic']:.10g}: relative error "
                               f"<b>{r['relative_error']:.2e}</b> ({r['verdict']})")
 
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
 
 
-class RegularizationExplorer:
+class RegularizationExplorer(_Explorer):
     """L2 strength λ and dropout p → decision boundary and train/validation curves (notebook 04).
 
     Trains a small MLP (2 hidden layers of 64 ReLU units, Adam, 200 full-batch steps, float32) on
@@ -250,11 +259,9 @@ class RegularizationExplorer:
         self.readout.value = (f"accuracy: train {self.accuracy['train']:.0%}, validation {self.accuracy['validation']:.0%}; "
                               f"final validation loss {self.history.val_loss[-1]:.3f}")
 
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
 
 
-class ClippingExplorer:
+class ClippingExplorer(_Explorer):
     """Threshold, clipping method and learning rate → SGD trajectory on Pascanu's cliff (notebook 05).
 
     ``explorer.trajectory`` holds ``(points, losses, grad_norms)`` from ``clipping.cliff_trajectory``
@@ -296,5 +303,3 @@ class ClippingExplorer:
         self.readout.value = (f"largest gradient norm {norms.max():.3g}, largest step {largest_step:.3g}, "
                               f"final loss {losses[-1]:.3g}")
 
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)

@@ -1,3 +1,5 @@
+import base64
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -66,7 +68,9 @@ def test_explorer_is_deterministic_and_matches_the_chain_helpers():
     x, top = rng.standard_normal((32, 16)), rng.standard_normal((32, 16))
     expected = chain.backward_pass(chain.make_weights(20, 16, 1.0, rng), x, top, "linear")
     np.testing.assert_array_equal(a.stats.grad_norms, expected.grad_norms)
-    assert "application/vnd.jupyter.widget-view+json" in a._repr_mimebundle_()
+    bundle = a._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # live widget where widgets run
+    assert base64.b64decode(bundle["image/png"]) == bytes(a.image.value)  # static figure elsewhere
 
 
 @pytest.mark.parametrize("kwargs, error", [({"seed": -1}, ValueError), ({"width": 1}, ValueError), ({"batch": 2.5}, TypeError)])
