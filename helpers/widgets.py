@@ -90,7 +90,6 @@ class GradientNormExplorer(_Explorer):
         )
 
 
-
 class InitExplorer(_Explorer):
     """Init scheme, activation, depth and width → per-layer activation histograms and std (notebook 02).
 
@@ -142,7 +141,6 @@ class InitExplorer(_Explorer):
             f"activation std: layer 1 {first:.3g}, layer {len(self.stats.names)} {last:.3g}; "
             f"saturated/inactive at the last layer {self.stats.saturated_fraction[-1]:.0%}"
         )
-
 
 
 GRADCHECK_FUNCTIONS = {
@@ -205,7 +203,6 @@ class GradCheckExplorer(_Explorer):
                               f"<b>{r['relative_error']:.2e}</b> ({r['verdict']})")
 
 
-
 class RegularizationExplorer(_Explorer):
     """L2 strength λ and dropout p → decision boundary and train/validation curves (notebook 04).
 
@@ -260,7 +257,6 @@ class RegularizationExplorer(_Explorer):
                               f"final validation loss {self.history.val_loss[-1]:.3f}")
 
 
-
 class ClippingExplorer(_Explorer):
     """Threshold, clipping method and learning rate → SGD trajectory on Pascanu's cliff (notebook 05).
 
@@ -302,4 +298,3 @@ class ClippingExplorer(_Explorer):
         largest_step = np.linalg.norm(np.diff(points, axis=0), axis=1).max()
         self.readout.value = (f"largest gradient norm {norms.max():.3g}, largest step {largest_step:.3g}, "
                               f"final loss {losses[-1]:.3g}")
-
