@@ -124,7 +124,7 @@ def _with_wrong_answer(master_or_autograder: Path, name: str) -> dict:
 
 
 def test_grading_one_wrong_answer_loses_exactly_that_questions_points(dist, tmp_path):
-    name = "01_chain_rule_product"
+    name = "03_gradient_checking"  # two questions and the fastest notebook to execute
     master = ROOT / "notebooks" / f"{name}.ipynb"
     _, _, questions = _master_parts(master)
     wrong_path = tmp_path / "wrong" / master.name
