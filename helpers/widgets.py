@@ -274,7 +274,7 @@ class ClippingExplorer(_Explorer):
         self.readout = widgets.HTML()
         for control in (self.method, self.threshold, self.lr):
             control.observe(lambda change: self.update(), names="value")
-        self.w_grid, self.b_grid = np.linspace(2.5, 6.0, 141), np.linspace(-3.5, -1.0, 101)
+        self.w_grid, self.b_grid = np.linspace(2.5, 6.0, 141), np.linspace(-3.5, 1.0, 151)
         self.surface = clipping.cliff_loss_surface(self.w_grid, self.b_grid)
         self.widget = widgets.VBox([widgets.HBox([self.method, self.threshold, self.lr]), self.readout, self.image])
         self.trajectory = None
