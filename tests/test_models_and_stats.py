@@ -238,12 +238,13 @@ def test_dropout_weight_decay_validation_and_accuracy():
     history = models.train(model, x, y, steps=5, lr=0.1, weight_decay=0.01, x_val=x[:10], y_val=y[:10],
                            generator=torch.Generator().manual_seed(0))
     assert np.all(np.isfinite(history.val_loss)) and history.weight_norms.shape == (5, 3)
+    fresh = models.deep_mlp(4, 16, 2, 2, dropout=0.5, generator=torch.Generator().manual_seed(0)).eval()
+    with torch.no_grad():  # the validation loss before step 0 is the untrained model's, dropout off
+        expected = nn.functional.cross_entropy(fresh(torch.tensor(x[:10])), torch.tensor(y[:10])).item()
+    assert history.val_loss[0] == pytest.approx(expected, rel=1e-12)
     model.eval()
-    with torch.no_grad():
-        expected = nn.functional.cross_entropy(model(torch.tensor(x[:10])), torch.tensor(y[:10])).item()
     assert models.accuracy(model, x, y) == pytest.approx(
         (model(torch.tensor(x)).argmax(1).numpy() == y).mean())
-    assert np.isfinite(expected)
     # SGD weight_decay: the same trajectory as SGD on loss + lam/2 ||W||^2 for weights and biases
     a = models.deep_mlp(4, 8, 1, 2, init="xavier_normal", generator=torch.Generator().manual_seed(0))
     b = models.deep_mlp(4, 8, 1, 2, init="xavier_normal", generator=torch.Generator().manual_seed(0))
