@@ -31,8 +31,8 @@ test: lint
 bench: setup
 	$(BIN)/python scripts/benchmark.py
 
-html: setup      # executed series as static HTML (figures included; explorers show their default figure)
-	$(BIN)/jupyter nbconvert --to html --execute --output-dir dist/html notebooks/[0-9][0-9]_*.ipynb
+html: setup      # executed series as static HTML in dist/html/ (every figure embedded; explorers as static figures)
+	$(BIN)/python scripts/export_html.py --output-dir dist/html
 
 student: setup   # dist/NAME/student (no solutions, public tests) and dist/NAME/autograder (all tests)
 	$(BIN)/python scripts/coursework.py build

@@ -25,16 +25,24 @@ def _png(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
+STATIC_NOTE = ("Static figure for the current settings: the controls need a front end that runs Jupyter widgets "
+               "(JupyterLab, Jupyter Notebook 7, VS Code, Colab).")
+
+
 class _Explorer:
     """Display for every explorer: the live widget where the front end runs widgets; elsewhere (a static
-    HTML export, a viewer without a widget manager) the figure of the current settings as a plain PNG."""
+    HTML export, a viewer without a widget manager) the readout and figure of the current settings with
+    ``STATIC_NOTE`` (``text/html``), or the bare figure (``image/png``)."""
 
     widget: widgets.Widget
     image: widgets.Image
+    readout: widgets.HTML
 
     def _repr_mimebundle_(self, **kwargs):
         bundle = self.widget._repr_mimebundle_(**kwargs) or {}
-        bundle["image/png"] = base64.b64encode(bytes(self.image.value)).decode("ascii")
+        png = base64.b64encode(bytes(self.image.value)).decode("ascii")
+        bundle["image/png"] = png
+        bundle["text/html"] = f'<p>{self.readout.value}</p><img src="data:image/png;base64,{png}"/><p><em>{STATIC_NOTE}</em></p>'
         bundle["text/plain"] = f"{type(self).__name__} (interactive where widgets are available)"
         return bundle
 

@@ -71,6 +71,8 @@ def test_explorer_is_deterministic_and_matches_the_chain_helpers():
     bundle = a._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle  # live widget where widgets run
     assert base64.b64decode(bundle["image/png"]) == bytes(a.image.value)  # static figure elsewhere
+    static = bundle["text/html"]
+    assert f'base64,{bundle["image/png"]}"' in static and a.readout.value in static and widgets.STATIC_NOTE in static
 
 
 @pytest.mark.parametrize("kwargs, error", [({"seed": -1}, ValueError), ({"width": 1}, ValueError), ({"batch": 2.5}, TypeError)])
