@@ -26,7 +26,8 @@ import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -108,9 +109,33 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@dataclass
+class Lab:
+    """A running JupyterLab server: its address, token and process, and every kernel process it was seen with."""
+
+    base: str
+    token: str
+    server: subprocess.Popen
+    processes: set[int] = field(default_factory=set)
+
+    def api(self, path: str, method: str = "GET"):
+        request = urllib.request.Request(f"{self.base}{path}", method=method, headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            body = reply.read()
+        return json.loads(body) if body else None
+
+    def remember_processes(self) -> None:
+        """Note the server's current children (kernels), to check at shutdown that none outlives it."""
+        self.processes |= _descendants(self.server.pid)
+
+    def shut_down_kernels(self) -> None:
+        for session in self.api("/api/sessions"):
+            self.api(f"/api/sessions/{session['id']}", method="DELETE")
+
+
 @contextmanager
 def jupyter_lab(workdir: Path):
-    """Yield ``(base_url, token)`` of a JupyterLab serving ``workdir/notebooks``; shut it down afterwards."""
+    """Yield a ``Lab`` serving ``workdir/notebooks``; afterwards shut it down and check nothing is left running."""
     home = workdir / "home"
     settings = home / "lab-settings"
     for relative, values in LAB_SETTINGS.items():
@@ -126,47 +151,45 @@ def jupyter_lab(workdir: Path):
                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")  # CI runs as root
-    log = (workdir / "server.log").open("w")
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    processes: set[int] = set()
+    log_path = workdir / "server.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    lab = Lab(f"http://127.0.0.1:{port}", token, server)
     try:
         for _ in range(300):
             if server.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited: {(workdir / 'server.log').read_text()[-2000:]}")
+                raise RuntimeError(f"jupyter lab exited: {log_path.read_text()[-2000:]}")
             try:
-                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+                lab.api("/api/status")
                 break
             except OSError:
                 time.sleep(0.2)
         else:
-            raise RuntimeError("jupyter lab did not answer within 60 s")
-        yield base, token, lambda: processes.update(_descendants(server.pid))
+            raise RuntimeError(f"jupyter lab did not answer within a minute: {log_path.read_text()[-2000:]}")
+        yield lab
     finally:
-        processes |= _descendants(server.pid)
-        request = urllib.request.Request(f"{base}/api/shutdown", method="POST", headers={"Authorization": f"token {token}"})
+        lab.remember_processes()
         try:
-            urllib.request.urlopen(request, timeout=10)
+            lab.api("/api/shutdown", method="POST")
             server.wait(timeout=30)
         except (OSError, subprocess.TimeoutExpired):
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=10)
-        log.close()
         time.sleep(0.5)
-        left = sorted(pid for pid in processes if _alive(pid))
+        left = sorted(pid for pid in lab.processes if _alive(pid))
         for pid in left:
             os.kill(pid, signal.SIGKILL)
         assert not left, f"processes left behind by jupyter lab (now killed): {left}"
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab_and_browser(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("browser")
     shutil.copytree(ROOT / "notebooks", workdir / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    with jupyter_lab(workdir) as server, sync_playwright() as driver:
+    with jupyter_lab(workdir) as lab, sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=_browser_path(), headless=True, args=CHROMIUM_ARGS)
         try:
-            yield server, browser
+            yield lab, browser
         finally:
             browser.close()
 
@@ -192,15 +215,15 @@ DRAWN = """output => { const copy = output.cloneNode(true);
 
 
 @pytest.mark.parametrize("name", sorted(SLIDER_TO_MOVE))
-def test_notebook_runs_and_its_widgets_respond_in_jupyterlab(lab, name):
-    (base, token, note_processes), browser = lab
+def test_notebook_runs_and_its_widgets_respond_in_jupyterlab(lab_and_browser, name):
+    lab, browser = lab_and_browser
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page_errors: list[str] = []
     page.on("pageerror", lambda error: page_errors.append(str(error)))
     try:
-        page.goto(f"{base}/lab/tree/{name}.ipynb?reset&token={token}")
+        page.goto(f"{lab.base}/lab/tree/{name}.ipynb?reset&token={lab.token}")
         page.wait_for_function(KERNEL_IDLE, timeout=90_000)
-        note_processes()
+        lab.remember_processes()
         page.locator(".lm-MenuBar-item", has_text="Run").click()
         page.locator(".lm-Menu-item", has_text=re.compile(r"^Run All Cells$")).click()
         page.wait_for_function(RUN_FINISHED, timeout=RUN_ALL_TIMEOUT_S * 1000, polling=250)
@@ -222,7 +245,8 @@ def test_notebook_runs_and_its_widgets_respond_in_jupyterlab(lab, name):
             figures.nth(i).scroll_into_view_if_needed()
             assert figures.nth(i).evaluate("img => img.complete && img.naturalWidth > 100"), f"{name}: figure {i} empty"
 
-        slider = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=SLIDER_TO_MOVE[name])).first
+        label = page.locator(".widget-label", has_text=re.compile(f"^{re.escape(SLIDER_TO_MOVE[name])}$"))
+        slider = page.locator(".widget-slider", has=label).first
         output = outputs.filter(has=slider).element_handle()
         handle = slider.locator(".noUi-handle")
         handle.scroll_into_view_if_needed()
@@ -239,17 +263,10 @@ def test_notebook_runs_and_its_widgets_respond_in_jupyterlab(lab, name):
         assert not page_errors, f"{name}: JavaScript errors in the page: {page_errors}"
     except BaseException:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+        with suppress(Exception):  # the screenshot is a help; the test's own error is what gets reported
+            page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
         raise
     finally:
         page.close()
-        _shut_down_kernels(base, token)
+        lab.shut_down_kernels()
 
-
-def _shut_down_kernels(base: str, token: str) -> None:
-    headers = {"Authorization": f"token {token}"}
-    with urllib.request.urlopen(urllib.request.Request(f"{base}/api/sessions", headers=headers), timeout=10) as reply:
-        sessions = json.load(reply)
-    for session in sessions:
-        urllib.request.urlopen(urllib.request.Request(f"{base}/api/sessions/{session['id']}", method="DELETE",
-                                                      headers=headers), timeout=30)
