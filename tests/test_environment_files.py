@@ -7,7 +7,7 @@ import yaml
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
-CONDA_NAMES = {"pytorch-cpu": "torch"}  # conda-forge's CPU build of torch
+CONDA_NAMES = {"pytorch-cpu": "torch", "playwright-python": "playwright"}  # conda-forge names
 SELF = "gradient-stability-lab"
 
 
