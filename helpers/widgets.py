@@ -38,6 +38,13 @@ class _Explorer:
     image: widgets.Image
     readout: widgets.HTML
 
+    def _assemble(self, rows: list[list[widgets.Widget]]) -> None:
+        """Lay out ``rows`` of controls above the readout and the figure; redraw whenever a control changes."""
+        self.image, self.readout = widgets.Image(format="png"), widgets.HTML()
+        for control in (control for row in rows for control in row):
+            control.observe(lambda change: self.update(), names="value")
+        self.widget = widgets.VBox([*(widgets.HBox(row) for row in rows), self.readout, self.image])
+
     def _repr_mimebundle_(self, **kwargs):
         bundle = self.widget._repr_mimebundle_(**kwargs) or {}
         png = base64.b64encode(bytes(self.image.value)).decode("ascii")
@@ -65,12 +72,7 @@ class GradientNormExplorer(_Explorer):
             value=1.0, base=10, min=-1, max=1, step=0.02, description="weight scale a"
         )
         self.activation = widgets.Dropdown(options=list(chain.ACTIVATIONS), value="linear", description="activation")
-        self.image = widgets.Image(format="png")
-        self.readout = widgets.HTML()
-        for control in (self.depth, self.weight_scale, self.activation):
-            control.observe(lambda change: self.update(), names="value")
-        controls = widgets.HBox([self.depth, self.weight_scale, self.activation])
-        self.widget = widgets.VBox([controls, self.readout, self.image])
+        self._assemble([[self.depth, self.weight_scale, self.activation]])
         self.stats: chain.ChainStats | None = None
         self.update()
 
@@ -113,12 +115,7 @@ class InitExplorer(_Explorer):
                                            description="activation")
         self.depth = widgets.IntSlider(value=10, min=2, max=30, description="depth")
         self.width = widgets.IntSlider(value=128, min=16, max=512, step=16, description="width")
-        self.image = widgets.Image(format="png")
-        self.readout = widgets.HTML()
-        for control in (self.scheme, self.activation, self.depth, self.width):
-            control.observe(lambda change: self.update(), names="value")
-        controls = widgets.VBox([widgets.HBox([self.scheme, self.activation]), widgets.HBox([self.depth, self.width])])
-        self.widget = widgets.VBox([controls, self.readout, self.image])
+        self._assemble([[self.scheme, self.activation], [self.depth, self.width]])
         self.stats: stats_module.LayerStats | None = None
         self.update()
 
@@ -173,12 +170,7 @@ class GradCheckExplorer(_Explorer):
         self.eps = widgets.FloatLogSlider(value=1e-6, base=10, min=-14, max=-1, step=0.25, description="eps",
                                           readout_format=".0e")
         self.dtype = widgets.Dropdown(options=["float64", "float32"], value="float64", description="dtype")
-        self.image = widgets.Image(format="png")
-        self.readout = widgets.HTML()
-        for control in (self.function, self.x, self.eps, self.dtype):
-            control.observe(lambda change: self.update(), names="value")
-        controls = widgets.VBox([widgets.HBox([self.function, self.dtype]), widgets.HBox([self.x, self.eps])])
-        self.widget = widgets.VBox([controls, self.readout, self.image])
+        self._assemble([[self.function, self.dtype], [self.x, self.eps]])
         self.result: dict | None = None
         self.update()
 
@@ -230,11 +222,7 @@ class RegularizationExplorer(_Explorer):
         self.lam = widgets.SelectionSlider(options=[0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2], value=0.0,
                                            description="L2 λ")
         self.p = widgets.FloatSlider(value=0.0, min=0.0, max=0.7, step=0.1, description="dropout p")
-        self.image = widgets.Image(format="png")
-        self.readout = widgets.HTML()
-        for control in (self.lam, self.p):
-            control.observe(lambda change: self.update(), names="value")
-        self.widget = widgets.VBox([widgets.HBox([self.lam, self.p]), self.readout, self.image])
+        self._assemble([[self.lam, self.p]])
         self.history: models.TrainHistory | None = None
         self.accuracy: dict | None = None
         self.update()
@@ -278,13 +266,9 @@ class ClippingExplorer(_Explorer):
         self.method = widgets.Dropdown(options=["none", "norm", "value"], value="none", description="clip")
         self.threshold = widgets.FloatLogSlider(value=1.0, base=10, min=-1, max=2, step=0.1, description="threshold")
         self.lr = widgets.FloatLogSlider(value=0.01, base=10, min=-3, max=-1, step=0.1, description="lr")
-        self.image = widgets.Image(format="png")
-        self.readout = widgets.HTML()
-        for control in (self.method, self.threshold, self.lr):
-            control.observe(lambda change: self.update(), names="value")
         self.w_grid, self.b_grid = np.linspace(2.5, 6.0, 141), np.linspace(-3.5, 1.0, 151)
         self.surface = clipping.cliff_loss_surface(self.w_grid, self.b_grid)
-        self.widget = widgets.VBox([widgets.HBox([self.method, self.threshold, self.lr]), self.readout, self.image])
+        self._assemble([[self.method, self.threshold, self.lr]])
         self.trajectory = None
         self.update()
 
