@@ -5,7 +5,7 @@ numpy MLP), ``plotting``, ``widgets``. Topic modules, in notebook order: ``chain
 ``gradcheck`` (03), ``regularization`` (04), ``clipping`` (05).
 """
 
-from helpers.seeding import seed_everything
+from helpers.seeding import section_generator, section_rng, section_seed, seed_everything
 
-__all__ = ["seed_everything"]
+__all__ = ["seed_everything", "section_generator", "section_rng", "section_seed"]
 __version__ = "0.1.0"
