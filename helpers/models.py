@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from helpers._validate import check_array, check_choice, check_int, check_real
+from helpers.monitor import _Recorder
 
 ACTIVATIONS = {
     "linear": nn.Identity,
@@ -206,39 +207,49 @@ def train(
     params = list(model.parameters())
     optimizers = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
     opt = optimizers[optimizer](params, lr=lr, weight_decay=weight_decay)
+    penalty = weight_decay if optimizer != "adamw" else 0.0  # SGD and Adam add penalty * W to the gradient
     initial = [layer.weight.detach().clone() for layer in layers]
     losses, val_losses = np.full(steps, np.nan), np.full(steps, np.nan)
     grad_norms, weight_norms = np.full((steps, len(layers)), np.nan), np.full((steps, len(layers)), np.nan)
     total_norms = np.full(steps, np.nan)
     diverged_at = None
-    for step in range(steps):
-        weight_norms[step] = [layer.weight.detach().norm().item() for layer in layers]
-        if x_val is not None:
-            model.eval()
-            with torch.no_grad():
-                val_losses[step] = loss_fn(model(x_val), y_val).item()
-            model.train()
-        opt.zero_grad()
-        if batch_size is None:
-            xb, yb = x, y
-        else:
-            index = torch.randperm(x.shape[0], generator=generator)[:batch_size]
-            xb, yb = x[index], y[index]
-        value = loss_fn(model(xb), yb)
-        losses[step] = value.item()
-        if not math.isfinite(losses[step]):
-            diverged_at = step
-            break
-        value.backward()
-        grad_norms[step] = [
-            (layer.weight.grad + (weight_decay * layer.weight.detach() if optimizer != "adamw" else 0)).norm().item()
-            for layer in layers
-        ]
-        if clip_norm is not None:
-            total_norms[step] = nn.utils.clip_grad_norm_(params, clip_norm).item()
-        else:
-            total_norms[step] = torch.sqrt(sum((p.grad**2).sum() for p in params if p.grad is not None)).item()
-        opt.step()
+    # the monitor's hooks record ||dL/dW||, ||W|| before each step and the total gradient norm (before clipping)
+    recorder = _Recorder(model, opt, layers, 1, (), 1, activations=False, updates=False)
+    try:
+        for step in range(steps):
+            if x_val is not None:
+                model.eval()
+                with torch.no_grad():
+                    val_losses[step] = loss_fn(model(x_val), y_val).item()
+                model.train()
+            opt.zero_grad()
+            if batch_size is None:
+                xb, yb = x, y
+            else:
+                index = torch.randperm(x.shape[0], generator=generator)[:batch_size]
+                xb, yb = x[index], y[index]
+            value = loss_fn(model(xb), yb)
+            losses[step] = value.item()
+            if not math.isfinite(losses[step]):
+                diverged_at = step
+                break
+            value.backward()
+            if penalty:
+                grad_norms[step] = [(layer.weight.grad + penalty * layer.weight.detach()).norm().item() for layer in layers]
+            if clip_norm is not None:
+                total_norms[step] = nn.utils.clip_grad_norm_(params, clip_norm).item()
+            opt.step()
+    finally:
+        recorder.close()
+    log = recorder.log
+    taken = log.steps.size
+    weight_norms[:taken] = log.weight_norm
+    if diverged_at is not None:  # no step was taken: the weights are still those before it
+        weight_norms[diverged_at] = [layer.weight.detach().norm().item() for layer in layers]
+    if not penalty:
+        grad_norms[:taken] = log.grad_norm
+    if clip_norm is None:  # with clipping, clip_grad_norm_ already returned the same total norm
+        total_norms[:taken] = log.total_grad_norm
     change = [((layer.weight.detach() - w0).norm() / w0.norm()).item() for layer, w0 in zip(layers, initial)]
     return TrainHistory(losses, grad_norms, np.array(change), diverged_at, weight_norms, val_losses, total_norms)
 

@@ -2,11 +2,13 @@
 
 ``record_layer_stats`` is a context manager: hooks are attached on entry and removed on exit,
 and the returned ``LayerStats`` is filled in when the block ends. Used from notebook 01 on.
+The hooks are ``monitor``'s (one mechanism for one pass and for whole training runs).
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,16 +17,8 @@ from torch import nn
 
 from helpers._validate import check_array, check_int
 from helpers.models import linear_layers
-
-# A unit counts as saturated where its derivative is (nearly) zero:
-# sigmoid outside [0.03, 0.97] (σ' < 0.03), tanh beyond |0.97| (tanh' < 0.06), ReLU at exactly 0.
-_SATURATED = {
-    nn.Sigmoid: lambda h: (h < 0.03) | (h > 0.97),
-    nn.Tanh: lambda h: h.abs() > 0.97,
-    nn.ReLU: lambda h: h == 0,
-    nn.LeakyReLU: lambda h: h < 0,
-    nn.Identity: lambda h: torch.zeros_like(h, dtype=torch.bool),
-}
+from helpers.monitor import SATURATED as _SATURATED  # where each activation's derivative is ~0
+from helpers.monitor import _Recorder
 
 
 @dataclass
@@ -63,13 +57,6 @@ def _hidden_layers(model: nn.Module) -> list[tuple[nn.Linear, nn.Module]]:
     ]
 
 
-def _subsample(values: torch.Tensor, max_samples: int) -> np.ndarray:
-    flat = values.detach().reshape(-1).double().numpy()
-    if flat.size <= max_samples:
-        return flat.copy()
-    return flat[np.linspace(0, flat.size - 1, max_samples).astype(int)]
-
-
 @contextlib.contextmanager
 def record_layer_stats(model: nn.Module, *, max_samples: int = 5000):
     """Record per-layer statistics of the forward/backward pass run inside the ``with`` block.
@@ -91,43 +78,29 @@ def record_layer_stats(model: nn.Module, *, max_samples: int = 5000):
     activations = [activation for _, activation in pairs]
     if not activations:
         raise ValueError("model has no activation module right after a Linear layer to record")
-    outputs: dict[int, torch.Tensor] = {}
-    grads: dict[int, torch.Tensor] = {}
-
-    def forward_hook(index):
-        def hook(module, inputs, output):
-            outputs[index] = output.detach()
-            if output.requires_grad:
-                output.register_hook(lambda grad: grads.__setitem__(index, grad.detach()))
-
-        return hook
-
-    handles = [m.register_forward_hook(forward_hook(i)) for i, m in enumerate(activations)]
+    # every forward pass counts (also under no_grad); every backward pass is a record, the last one is kept
+    recorder = _Recorder(model, None, feeding, 1, range(sys.maxsize), max_samples, training_only=False)
     stats = LayerStats()
     try:
         yield stats
     finally:
-        for handle in handles:
-            handle.remove()
-    if len(outputs) != len(activations):
+        recorder.close()
+    log = recorder.log
+    if log.steps.size == 0 or not all(log.activation_names):
         raise RuntimeError("record_layer_stats: no forward pass through the model ran inside the block")
+    step = int(log.steps[-1])
     stats.names = [f"layer {i + 1} ({type(m).__name__})" for i, m in enumerate(activations)]
-    h = [outputs[i] for i in range(len(activations))]
-    stats.activation_mean = np.array([t.mean().item() for t in h])
-    stats.activation_std = np.array([t.std().item() for t in h])
-    stats.saturated_fraction = np.array(
-        [_SATURATED[type(m)](t).double().mean().item() for m, t in zip(activations, h)]
-    )
-    stats.activation_samples = [_subsample(t, max_samples) for t in h]
-    g = [grads.get(i) for i in range(len(activations))]
-    nan = float("nan")
-    stats.activation_grad_norm = np.array([t.norm().item() if t is not None else nan for t in g])
-    stats.activation_grad_std = np.array([t.std().item() if t is not None else nan for t in g])
-    stats.grad_samples = [_subsample(t, max_samples) if t is not None else np.empty(0) for t in g]
+    stats.activation_mean, stats.activation_std = log.activation_mean[-1].copy(), log.activation_std[-1].copy()
+    stats.saturated_fraction = log.saturated_fraction[-1].copy()
+    stats.activation_samples = log.activation_samples[step]
+    stats.activation_grad_norm = log.activation_grad_norm[-1].copy()
+    stats.activation_grad_std = log.activation_grad_std[-1].copy()
+    stats.grad_samples = log.activation_grad_samples[step]
+    nan = float("nan")  # .grad on exit, as documented (NaN where no backward pass ever reached the weight)
     stats.weight_grad_norm = np.array(
         [layer.weight.grad.norm().item() if layer.weight.grad is not None else nan for layer in feeding]
     )
-    stats.weight_norm = np.array([layer.weight.detach().norm().item() for layer in feeding])
+    stats.weight_norm = log.weight_norm[-1].copy()
 
 
 def dead_unit_fraction(model: nn.Module, x) -> np.ndarray:
