@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from helpers._validate import check_choice, check_real, check_rng
+from helpers._validate import check_array, check_choice, check_int, check_real, check_rng
 
 BANDS = ((1e-7, "correct"), (1e-4, "acceptable"), (1e-2, "suspicious"))
 
@@ -117,22 +117,40 @@ def gradient_check(f, grad_f, x: np.ndarray, eps: float = 1e-6) -> GradCheckResu
     return GradCheckResult(error, numerical, analytic, tuple(int(i) for i in worst), verdict(error))
 
 
+def directional_errors(f, grad_f, x: np.ndarray, rng: np.random.Generator, n_directions: int,
+                       eps: float = 1e-6) -> np.ndarray:
+    """``directional_check`` along ``n_directions`` random unit directions: ``[n_directions]`` errors.
+
+    ``grad_f`` is called once, ``f`` twice per direction. A single direction can be nearly orthogonal
+    to the gradient; then both directional derivatives are tiny and round-off dominates their relative
+    error, so read the median over a few directions rather than one value.
+    """
+    if not callable(f) or not callable(grad_f):
+        raise TypeError("f and grad_f must be callable")
+    x = _check_x(x)
+    rng = check_rng("rng", rng)
+    n_directions = check_int("n_directions", n_directions, minimum=1)
+    eps = check_real("eps", eps, positive=True)
+    gradient = np.asarray(grad_f(x.copy()))
+    if gradient.shape != x.shape:
+        raise ValueError(f"grad_f must return an array shaped like x {x.shape}, got {gradient.shape}")
+    errors = np.empty(n_directions)
+    for i in range(n_directions):
+        direction = rng.standard_normal(x.shape)
+        direction /= np.linalg.norm(direction)
+        analytic = float(np.sum(gradient * direction))
+        numerical = (_scalar(f(x + eps * direction)) - _scalar(f(x - eps * direction))) / (2 * eps)
+        errors[i] = relative_error(np.array(analytic), np.array(numerical))
+    return errors
+
+
 def directional_check(f, grad_f, x: np.ndarray, rng: np.random.Generator, eps: float = 1e-6) -> float:
     """Check one random direction ``u`` (unit norm) for 2 evaluations of ``f`` instead of 2·x.size.
 
     Compares ``(f(x + eps u) - f(x - eps u)) / (2 eps)`` with ``grad_f(x) · u``; returns their
     relative error ``|d_num - d_an| / (|d_num| + |d_an|)``. ``x`` is left unchanged.
     """
-    if not callable(f) or not callable(grad_f):
-        raise TypeError("f and grad_f must be callable")
-    x = _check_x(x)
-    rng = check_rng("rng", rng)
-    eps = check_real("eps", eps, positive=True)
-    direction = rng.standard_normal(x.shape)
-    direction /= np.linalg.norm(direction)
-    analytic = float(np.sum(np.asarray(grad_f(x.copy())) * direction))
-    numerical = (_scalar(f(x + eps * direction)) - _scalar(f(x - eps * direction))) / (2 * eps)
-    return relative_error(np.array(analytic), np.array(numerical))
+    return float(directional_errors(f, grad_f, x, rng, 1, eps)[0])
 
 
 def check_parameters(loss_and_grads, params: dict, eps: float = 1e-6) -> dict[str, GradCheckResult]:
@@ -157,29 +175,36 @@ def check_parameters(loss_and_grads, params: dict, eps: float = 1e-6) -> dict[st
     return results
 
 
-def difference_errors(f, derivative: float, x: float, eps_values, *, dtype=np.float64) -> dict[str, np.ndarray]:
+def difference_errors(f, derivative, x, eps_values, *, dtype=np.float64) -> dict[str, np.ndarray]:
     """Relative error of forward and centered differences of a scalar ``f`` at ``x``, per ``eps``, in ``dtype``.
 
-    ``f`` maps a numpy scalar to a numpy scalar (e.g. ``np.exp``) and is evaluated in ``dtype``;
-    ``derivative`` is the exact ``f'(x)``. Returns ``{"forward": [n], "centered": [n]}`` errors
-    ``|estimate - f'(x)| / |f'(x)|`` for the ``n`` values of ``eps_values``.
+    ``f`` maps numpy values to numpy values elementwise (e.g. ``np.exp``) and is evaluated in ``dtype``;
+    ``derivative`` is the exact ``f'(x)``. ``x`` is one point (a real number) or ``k`` points (a 1-D
+    array, ``derivative`` then an array of the same shape). Returns ``{"forward": e, "centered": e}``
+    with errors ``|estimate - f'(x)| / |f'(x)|`` of shape ``[n]`` for one point, ``[k, n]`` for ``k``
+    points (``n = len(eps_values)``).
     """
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}")
-    derivative = check_real("derivative", derivative)
-    if derivative == 0:
-        raise ValueError("derivative must be non-zero (errors are relative to it)")
     if dtype not in (np.float64, np.float32):
         raise TypeError(f"dtype must be np.float64 or np.float32, got {dtype!r}")
     eps_values = np.asarray(eps_values, dtype=np.float64)
     if eps_values.ndim != 1 or np.any(~(eps_values > 0)):
         raise ValueError("eps_values must be a 1-D array of positive numbers")
-    point = dtype(check_real("x", x))
-    errors = {"forward": [], "centered": []}
-    for eps in eps_values:
-        h = dtype(eps)
-        forward = (f(point + h) - f(point)) / h
-        centered = (f(point + h) - f(point - h)) / (dtype(2) * h)
-        errors["forward"].append(abs(float(forward) - derivative) / abs(derivative))
-        errors["centered"].append(abs(float(centered) - derivative) / abs(derivative))
-    return {method: np.array(values) for method, values in errors.items()}
+    one_point = np.ndim(x) == 0
+    if one_point:
+        points, derivatives = np.array([check_real("x", x)]), np.array([check_real("derivative", derivative)])
+    else:
+        points = check_array("x", x, ndim=1)
+        derivatives = check_array("derivative", derivative, ndim=1)
+        if derivatives.shape != points.shape:
+            raise ValueError(f"derivative must have the shape of x {points.shape}, got {derivatives.shape}")
+    if np.any(derivatives == 0):
+        raise ValueError("derivative must be non-zero (errors are relative to it)")
+    point = points.astype(dtype)[:, None]
+    h = eps_values.astype(dtype)[None, :]
+    forward = (f(point + h) - f(point)) / h
+    centered = (f(point + h) - f(point - h)) / (dtype(2) * h)
+    errors = {method: np.abs(estimate.astype(np.float64) - derivatives[:, None]) / np.abs(derivatives[:, None])
+              for method, estimate in (("forward", forward), ("centered", centered))}
+    return {method: e[0] if one_point else e for method, e in errors.items()}

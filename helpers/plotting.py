@@ -102,3 +102,44 @@ def decision_boundary(xx, yy, probabilities, x, y, *, ax=None, title: str | None
     if title:
         ax.set_title(title)
     return ax
+
+
+def eps_sweep(eps_values, errors: dict, *, guides=None, ax=None, title: str | None = None, ylim=None):
+    """Finite-difference error against the step ``eps`` on log-log axes: the V shape (notebook 03).
+
+    ``errors``: method name → ``[n]`` errors (one point) or ``[k, n]`` (``k`` points: the median over the
+    points is the line, their 10–90 % range a band), ``n = len(eps_values)``. ``guides``: method name →
+    ``(eps_opt, floor)``, a predicted optimum drawn as dotted lines (vertical at ``eps_opt``, horizontal
+    at ``floor``) in the method's colour. ``ylim``: fixed ``(bottom, top)``; errors below ``bottom``
+    (exact zeros) are drawn at ``bottom``.
+    """
+    eps_values = check_array("eps_values", eps_values, ndim=1)
+    if not isinstance(errors, dict) or not errors:
+        raise TypeError("errors must be a non-empty dict of method -> [n] or [k, n] array")
+    arrays = {name: np.atleast_2d(check_array(f"errors[{name!r}]", e, finite=False)) for name, e in errors.items()}
+    for name, e in arrays.items():
+        if e.ndim != 2 or e.shape[1] != len(eps_values):
+            raise ValueError(f"errors[{name!r}] must have {len(eps_values)} columns (one per eps), got {e.shape}")
+    positive = np.concatenate([e[e > 0] for e in arrays.values()])
+    bottom, top = ylim if ylim is not None else ((positive.min() if positive.size else 1e-16) / 3, None)
+    ax = _axes(ax)
+    for name, e in arrays.items():
+        e = np.maximum(e, bottom)
+        label = name if e.shape[0] == 1 else f"{name}: median of {e.shape[0]} points, 10–90 %"
+        (line,) = ax.loglog(eps_values, np.median(e, axis=0), label=label)
+        if e.shape[0] > 1:
+            low, high = np.quantile(e, [0.1, 0.9], axis=0)
+            ax.fill_between(eps_values, low, high, color=line.get_color(), alpha=0.2, lw=0)
+        if guides is not None and name in guides:
+            eps_opt, floor = guides[name]
+            ax.axvline(eps_opt, color=line.get_color(), ls=":", lw=1)
+            ax.axhline(floor, color=line.get_color(), ls=":", lw=1,
+                       label=f"{name}: predicted optimum ({eps_opt:.0e}, {floor:.0e})")
+    ax.set_ylim(bottom, top)
+    ax.set_xlabel("step eps")
+    ax.set_ylabel("relative error of the derivative")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(frameon=False, fontsize="small")
+    if title:
+        ax.set_title(title)
+    return ax

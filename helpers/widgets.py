@@ -190,13 +190,16 @@ class GradCheckExplorer(_Explorer):
         figure = Figure(figsize=(6.5, 3.2), layout="constrained")
         ax = figure.add_subplot()
         slope = float(derivative(np.float64(self.x.value)))
+        machine_eps = np.finfo(dtype).eps
         if slope != 0:
             eps_values = np.logspace(-14, -1, 53)
             errors = gradcheck.difference_errors(f, slope, self.x.value, eps_values, dtype=dtype)
-            floor = np.finfo(dtype).eps / 10  # draw exact zeros at the bottom of the log axis
-            plotting.curves({k: np.maximum(v, floor) for k, v in errors.items()}, x=eps_values, ax=ax,
-                            xlabel="eps", ylabel="relative error", log=True, logx=True)
-        ax.axvline(self.eps.value, color="0.4", ls=":")
+            guides = {"forward": (machine_eps ** (1 / 2), machine_eps ** (1 / 2)),
+                      "centered": (machine_eps ** (1 / 3), machine_eps ** (2 / 3))}
+            # fixed axes: moving a slider changes the curves, not the scale they are read on
+            plotting.eps_sweep(eps_values, errors, guides=guides, ax=ax, ylim=(1e-17, 10))
+        ax.axvline(self.eps.value, color="0.2", ls="--", lw=1)
+        ax.set_title(f"{self.function.value} at x = {self.x.value:g} in {self.dtype.value}; dashed: your eps")
         self.image.value = _png(figure)
         r = self.result
         self.readout.value = (f"centered difference {r['numerical']:.10g}, exact {r['analytic']:.10g}: relative error "

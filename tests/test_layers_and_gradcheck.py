@@ -232,3 +232,89 @@ def test_difference_errors_rejects_bad_input(kwargs, error, name):
     args = {"f": np.exp, "derivative": math.e, "x": 1.0, "eps_values": [1e-3, 1e-4]} | kwargs
     with pytest.raises(error, match=name):
         gradcheck.difference_errors(**args)
+
+
+def test_difference_errors_at_many_points_match_one_point_at_a_time(rng):
+    eps_values = np.logspace(-12, -2, 11)
+    points = rng.uniform(-1, 1, 4)
+    for dtype in (np.float64, np.float32):
+        many = gradcheck.difference_errors(np.sin, np.cos(points), points, eps_values, dtype=dtype)
+        assert many["centered"].shape == many["forward"].shape == (4, 11)
+        for i, point in enumerate(points):
+            one = gradcheck.difference_errors(np.sin, math.cos(point), point, eps_values, dtype=dtype)
+            for method in ("forward", "centered"):
+                np.testing.assert_array_equal(many[method][i], one[method])
+    # truncation alone at a large eps (float64): centered error = |f'''| eps²/6 / |f'| for sin
+    point, eps = 0.3, 1e-3
+    centered = gradcheck.difference_errors(np.sin, math.cos(point), point, [eps])["centered"][0]
+    assert centered == pytest.approx(eps**2 / 6, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        ({"x": np.ones((2, 2)), "derivative": np.ones((2, 2))}, ValueError, "x"),
+        ({"x": np.ones(3), "derivative": np.ones(2)}, ValueError, "derivative"),
+        ({"x": np.ones(2), "derivative": np.array([1.0, 0.0])}, ValueError, "derivative"),
+    ],
+)
+def test_difference_errors_at_many_points_rejects_bad_input(kwargs, error, name):
+    with pytest.raises(error, match=name):
+        gradcheck.difference_errors(np.exp, eps_values=[1e-3], **kwargs)
+
+
+def test_directional_errors_calls_grad_once_f_twice_per_direction_and_extends_directional_check(rng):
+    a = rng.standard_normal((3, 4))
+    x = rng.standard_normal((3, 4))
+    counts = {"f": 0, "grad_f": 0}
+
+    def f(v):
+        counts["f"] += 1
+        return float(np.sum(np.sin(a * v)))
+
+    def grad_f(v):
+        counts["grad_f"] += 1
+        return a * np.cos(a * v)
+
+    errors = gradcheck.directional_errors(f, grad_f, x, np.random.default_rng(5), 7)
+    assert errors.shape == (7,) and counts == {"f": 14, "grad_f": 1}
+    assert np.median(errors) < 1e-8
+    # the first direction is the one directional_check draws from the same generator
+    assert errors[0] == gradcheck.directional_check(f, grad_f, x, np.random.default_rng(5))
+    wrong = gradcheck.directional_errors(f, lambda v: 1.1 * grad_f(v), x, np.random.default_rng(5), 7)
+    np.testing.assert_allclose(wrong, 0.1 / 2.1, rtol=1e-6)  # |1.1 d - d| / (1.1 |d| + |d|) for any u
+
+
+def test_directional_errors_of_a_correct_gradient_are_large_in_directions_orthogonal_to_it():
+    # the documented caveat: with u nearly orthogonal to the gradient, both derivatives are round-off
+    x = np.array([1.0, 2.0])
+
+    def f(v):
+        return float(v[0] + 1e-12 * v[1])
+
+    def grad_f(v):
+        return np.array([1.0, 1e-12])
+
+    class Orthogonal(np.random.Generator):  # a "random" direction along the tiny component
+        def standard_normal(self, size=None, dtype=np.float64, out=None):
+            return np.array([0.0, 1.0])
+
+    error = gradcheck.directional_errors(f, grad_f, x, Orthogonal(np.random.PCG64(0)), 1)[0]
+    assert error > 1e-3  # a correct gradient, a bad verdict: read the median of several directions
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        ({"n_directions": 0}, ValueError, "n_directions"),
+        ({"n_directions": 2.0}, TypeError, "n_directions"),
+        ({"rng": 3}, TypeError, "rng"),
+        ({"grad_f": lambda v: np.ones(3)}, ValueError, "grad_f"),
+        ({"eps": 0.0}, ValueError, "eps"),
+    ],
+)
+def test_directional_errors_rejects_bad_input(kwargs, error, name):
+    args = {"f": np.sum, "grad_f": np.ones_like, "x": np.ones(2), "rng": np.random.default_rng(0),
+            "n_directions": 3} | kwargs
+    with pytest.raises(error, match=name):
+        gradcheck.directional_errors(**args)

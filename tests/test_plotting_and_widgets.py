@@ -124,6 +124,38 @@ def test_gradcheck_explorer_follows_eps_dtype_and_kinks():
     assert explorer.result["verdict"] == "correct"
 
 
+def test_gradcheck_explorer_keeps_its_axes_fixed_and_draws_the_predicted_optimum(monkeypatch):
+    drawn = []
+    monkeypatch.setattr(widgets, "_png", lambda figure: drawn.append(figure) or b"png")
+    explorer = widgets.GradCheckExplorer()
+    explorer.x.value = -1.5
+    explorer.dtype.value = "float32"
+    limits = [figure.axes[0].get_ylim() for figure in drawn]
+    assert len(drawn) == 3 and limits[0] == limits[1] == limits[2] == (1e-17, 10)
+    guides = [line for line in drawn[-1].axes[0].lines if line.get_linestyle() == ":"]
+    machine_eps = np.finfo(np.float32).eps
+    assert {line.get_xdata()[0] for line in guides if line.get_xdata()[0] == line.get_xdata()[1]} == {
+        machine_eps ** (1 / 2), machine_eps ** (1 / 3)}
+
+
+def test_eps_sweep_draws_median_band_and_guides():
+    ax = Figure().add_subplot()
+    eps_values = np.logspace(-8, -1, 8)
+    errors = np.vstack([np.linspace(1, 2, 8) * k for k in (1.0, 2.0, 3.0)])  # 3 points
+    assert plotting.eps_sweep(eps_values, {"centered": errors, "forward": errors[0]},
+                              guides={"centered": (1e-5, 1e-10)}, ax=ax, ylim=(1e-12, 10), title="V") is ax
+    assert ax.get_xscale() == ax.get_yscale() == "log" and ax.get_ylim() == (1e-12, 10)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), errors[1])  # the median of the 3 points
+    assert len(ax.collections) == 1  # one band: the one-point curve has none
+    assert {line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == ":"} >= {1e-5}
+    zeros = plotting.eps_sweep(eps_values, {"exact": np.zeros(8)}, ax=Figure().add_subplot(), ylim=(1e-12, 1))
+    np.testing.assert_array_equal(zeros.lines[0].get_ydata(), 1e-12)  # exact zeros drawn at the bottom
+    with pytest.raises(ValueError, match="columns"):
+        plotting.eps_sweep(eps_values, {"centered": np.ones((2, 3))})
+    with pytest.raises(TypeError, match="errors"):
+        plotting.eps_sweep(eps_values, [])
+
+
 def test_regularization_explorer_retrains_on_change():
     from helpers import data
 
