@@ -143,3 +143,190 @@ def eps_sweep(eps_values, errors: dict, *, guides=None, ax=None, title: str | No
     if title:
         ax.set_title(title)
     return ax
+
+
+def through_time(series: dict, *, ax=None, ylabel: str = "||dL/dh_t|| / ||dL/dh_T||", normalize: bool = True):
+    """Gradient norms over time steps on a log axis, one curve per entry of ``series`` (name → ``[T+1]`` norms
+    for ``t = 0..T``, loss on step ``T``). ``normalize``: divide each curve by its last value. Zeros (e.g. before
+    the cut of truncated BPTT) are left out of the log plot. Notebook 07.
+    """
+    if not isinstance(series, dict) or not series:
+        raise TypeError("series must be a non-empty dict of name -> 1-D array")
+    ax = _axes(ax)
+    for name, values in series.items():
+        values = check_array(f"series[{name!r}]", values, ndim=1)
+        if normalize and values[-1] > 0:
+            values = values / values[-1]
+        ax.semilogy(np.arange(len(values)), np.where(values > 0, values, np.nan), label=name)
+    ax.set_xlabel("time step t (loss on the last step)")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(frameon=False, fontsize="small")
+    return ax
+
+
+def factor_against(x, measured, *, labels=None, predicted=None, ax=None, xlabel: str = "x",
+                   ylabel: str = "factor per time step", diagonal: bool = False):
+    """Measured per-step factors (dots, optionally labelled) against ``x``, with an optional predicted curve,
+    the line ``factor = 1`` (growth above, decay below) and, with ``diagonal``, the line ``factor = x``. Notebook 07.
+    """
+    x, measured = check_array("x", x, ndim=1), check_array("measured", measured, ndim=1)
+    if x.shape != measured.shape:
+        raise ValueError(f"measured must have shape {x.shape}, got {measured.shape}")
+    ax = _axes(ax)
+    if predicted is not None:
+        predicted = check_array("predicted", predicted, ndim=1)
+        if predicted.shape != x.shape:
+            raise ValueError(f"predicted must have shape {x.shape}, got {predicted.shape}")
+        ax.plot(x, predicted, "--", color="0.3", label="predicted")
+    ax.plot(x, measured, "o", ms=5, label="measured")
+    for xi, yi, label in zip(x, measured, labels or []):
+        ax.annotate(str(label), (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize="small")
+    ax.axhline(1.0, color="0.6", lw=0.8, ls=":")
+    if diagonal:
+        ax.plot([x.min(), 1.0], [x.min(), 1.0], color="0.6", lw=0.8, label="factor = x")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(frameon=False, fontsize="small")
+    return ax
+
+
+def per_block(measured: dict, *, predicted: dict | None = None, ax=None, xlabel: str = "block l",
+              ylabel: str = "value", log: bool = True):
+    """One curve per entry of ``measured`` (name → ``[L+1]`` values by block, 0 = first) as solid lines with dots,
+    and the matching entry of ``predicted`` (same names, same shapes) as a dashed line of the same colour."""
+    if not isinstance(measured, dict) or not measured:
+        raise TypeError("measured must be a non-empty dict of name -> 1-D array")
+    predicted = {} if predicted is None else predicted
+    if not isinstance(predicted, dict) or not set(predicted) <= set(measured):
+        raise TypeError("predicted must be a dict whose names are among measured's")
+    ax = _axes(ax)
+    for name, values in measured.items():
+        values = check_array(f"measured[{name!r}]", values, ndim=1, finite=False)
+        (line,) = ax.plot(np.arange(len(values)), values, ".-", ms=3, label=name)
+        if name in predicted:
+            guide = check_array(f"predicted[{name!r}]", predicted[name], ndim=1, finite=False)
+            if guide.shape != values.shape:
+                raise ValueError(f"predicted[{name!r}] must have shape {values.shape}, got {guide.shape}")
+            ax.plot(np.arange(len(guide)), guide, "--", color=line.get_color(), lw=1)
+    ax.set_yscale("log" if log else "linear")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(frameon=False, fontsize="small")
+    return ax
+
+
+def _check_log(log):
+    from helpers.monitor import TrainingLog
+
+    if not isinstance(log, TrainingLog):
+        raise TypeError(f"log must be a TrainingLog from monitor.watch, got {type(log).__name__}")
+    if log.steps.size == 0:
+        raise ValueError("log holds no recorded step: run a training step inside monitor.watch first")
+    return log
+
+
+def _per_layer_over_steps(log, values, ax, ylabel, title):
+    ax = _axes(ax, figsize=(7, 3.5))
+    colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(log.layer_names)))
+    for name, column, color in zip(log.layer_names, values.T, colors):
+        ax.plot(log.steps, column, color=color, lw=1, label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(frameon=False, fontsize="small", ncol=max(1, len(log.layer_names) // 8), loc="best")
+    return ax
+
+
+def grad_norms_over_steps(log, *, ax=None):
+    """``||dL/dW||`` of every layer of a ``monitor.TrainingLog`` over the recorded steps (log scale).
+
+    Colour runs from the first layer (dark) to the last (light); vanishing shows as a wide vertical
+    gap between them, exploding as curves that rise by orders of magnitude.
+    """
+    log = _check_log(log)
+    return _per_layer_over_steps(log, log.grad_norm, ax, "gradient norm ||dL/dW||", "gradient norm per layer")
+
+
+def update_ratios(log, *, ax=None):
+    """Update:data ratio ``||ΔW|| / ||W||`` per layer over steps, with Karpathy's ~1e-3 reference line."""
+    from helpers.monitor import UPDATE_RATIO_REFERENCE
+
+    log = _check_log(log)
+    if np.all(np.isnan(log.update_ratio)):
+        raise ValueError("log has no update ratios: pass the optimizer to monitor.watch(model, optimizer)")
+    ax = _per_layer_over_steps(log, log.update_ratio, ax, "update:data ratio ||ΔW|| / ||W||",
+                               "update:data ratio per layer")
+    ax.axhline(UPDATE_RATIO_REFERENCE, color="0.3", ls="--", lw=1, label="~1e-3 (Karpathy)")
+    ax.legend(frameon=False, fontsize="small", ncol=max(1, len(log.layer_names) // 8), loc="best")
+    return ax
+
+
+def activation_histograms(log, steps=None, *, layers=None, gradients: bool = False, axes=None, bins: int = 60):
+    """Histograms of each layer's activation ``h`` (or ``dL/dh`` with ``gradients=True``), one panel per step.
+
+    ``steps``: recorded steps that kept samples (``monitor.watch(..., sample_steps=...)``); default all of them.
+    ``layers``: indices of the layers to overlay (default: up to 5, evenly spread from first to last).
+    ``axes``: one ``Axes`` per step (default: a new row of panels). Returns the list of axes.
+    """
+    log = _check_log(log)
+    samples = log.activation_grad_samples if gradients else log.activation_samples
+    if not samples:
+        raise ValueError("log kept no samples: pass sample_steps=[...] to monitor.watch")
+    steps = sorted(samples) if steps is None else list(steps)
+    missing = [step for step in steps if step not in samples]
+    if not steps or missing:
+        raise ValueError(f"steps must be among the sampled steps {sorted(samples)}, got {steps}")
+    n_layers = len(log.layer_names)
+    layers = list(np.unique(np.linspace(0, n_layers - 1, min(5, n_layers)).astype(int))) if layers is None else layers
+    if not layers or any(not 0 <= int(k) < n_layers for k in layers):
+        raise ValueError(f"layers must be indices in [0, {n_layers}), got {layers}")
+    if axes is None:
+        _, axes = plt.subplots(1, len(steps), figsize=(4.5 * len(steps), 3.2), layout="constrained", squeeze=False)
+        axes = list(axes[0])
+    if len(axes) != len(steps):
+        raise ValueError(f"axes must hold one Axes per step ({len(steps)}), got {len(axes)}")
+    what = "dL/dh" if gradients else "activation h"
+    for ax, step in zip(axes, steps):
+        finite = [samples[step][k][np.isfinite(samples[step][k])] for k in layers]  # a blown-up run has NaN
+        shown = [i for i, values in enumerate(finite) if values.size]
+        if not shown:
+            raise ValueError(f"no finite samples of the chosen layers at step {step}")
+        layer_histograms([finite[i] for i in shown], names=[log.layer_names[layers[i]] for i in shown], ax=ax,
+                         xlabel=what, bins=bins)
+        ax.set_title(f"{what} per layer at step {step}")
+    return axes
+
+
+def loss_surface(x_values, y_values, values, *, paths=None, ax=None, log: bool = True, xlabel: str = "w",
+                 ylabel: str = "b", label: str = "loss", title: str | None = None):
+    """A 2-D map (e.g. Pascanu's cliff, notebook 05) with optional optimizer paths on top.
+
+    ``values``: ``[len(y_values), len(x_values)]`` (as ``clipping.cliff_loss_surface`` returns it), drawn as
+    filled contours of ``log10(values)`` (``log=True``) with a colour bar named ``label``.
+    ``paths``: dict name → ``[n, 2]`` points, drawn as lines with dots; a path that leaves the map is cut
+    at its edge (the axes keep the map's limits).
+    """
+    x_values = check_array("x_values", x_values, ndim=1)
+    y_values = check_array("y_values", y_values, ndim=1)
+    values = check_array("values", values, ndim=2)
+    if values.shape != (len(y_values), len(x_values)):
+        raise ValueError(f"values must have shape {(len(y_values), len(x_values))}, got {values.shape}")
+    ax = _axes(ax, figsize=(6, 4))
+    shown = np.log10(values + 1e-12) if log else values
+    filled = ax.contourf(x_values, y_values, shown, levels=30, cmap="viridis")
+    ax.figure.colorbar(filled, ax=ax, label=f"log10 {label}" if log else label)
+    for (name, points), color in zip((paths or {}).items(), ("w", "tab:orange", "tab:red", "tab:pink")):
+        points = check_array(f"paths[{name!r}]", points, ndim=2)
+        ax.plot(points[:, 0], points[:, 1], ".-", color=color, ms=3, lw=0.8, label=name)
+        ax.plot(*points[0], "o", color=color, ms=6)
+    ax.set(xlim=(x_values[0], x_values[-1]), ylim=(y_values[0], y_values[-1]), xlabel=xlabel, ylabel=ylabel)
+    if title:
+        ax.set_title(title)
+    if paths:
+        ax.legend(frameon=True, fontsize="small", loc="upper left")
+    return ax
