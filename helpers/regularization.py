@@ -1,4 +1,4 @@
-"""L2 / weight decay and inverted dropout, in numpy. Notebook 04.
+"""L2 / weight decay and inverted dropout (numpy), and two torch experiments on them. Notebook 04.
 
 L2: ``penalty = λ/2 · Σ_l ||W_l||²``, ``∂penalty/∂W_l = λ W_l``, so one SGD step on loss + penalty is
 ``W ← (1 − ηλ) W − η ∇L``: "weight decay". (Adam divides the whole gradient, penalty included, by its
@@ -7,13 +7,18 @@ running RMS, so Adam + L2 is not AdamW's decoupled ``W ← W − ηλW − η·a
 Inverted dropout with DROP probability ``p`` (as ``torch.nn.Dropout``; some courses use the keep
 probability): ``out = x · m / (1 − p)`` with ``m ~ Bernoulli(1 − p)``, so ``E[out] = x`` and
 ``Var(out) = x² p / (1 − p)``; at test time the layer is the identity.
+
+Experiments: ``retained_weight_fraction`` (Adam + L2 against AdamW on weight groups whose gradients differ
+in scale), ``predict_probabilities`` (one deterministic pass, or the dropout ensemble averaged by
+sampling) and ``prediction_quality`` (loss, error and confidence on errors).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from helpers._validate import check_array, check_real, check_rng
+from helpers._validate import check_array, check_choice, check_int, check_real, check_rng
 
 
 def _check_p(p) -> float:
@@ -78,3 +83,88 @@ def sgd_weight_decay_step(weights, grads, lr: float, lam: float) -> list[np.ndar
     lr = check_real("lr", lr, positive=True)
     lam = check_real("lam", lam, minimum=0.0)
     return [(1.0 - lr * lam) * w - lr * g for w, g in zip(weights, grads)]
+
+
+_OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def retained_weight_fraction(optimizer: str, lam: float, grad_scales, *, lr: float = 1e-2, steps: int = 400,
+                             n_weights: int = 1000, generator: torch.Generator) -> np.ndarray:
+    """How much of each weight group survives ``steps`` steps of ``optimizer`` with penalty ``lam``.
+
+    Loshchilov & Hutter's setting, reduced to its mechanism: group ``k`` holds ``n_weights`` weights, all
+    starting at 1, whose data gradient is pure noise ``s_k · N(0, 1)`` (RMS ``s_k = grad_scales[k]``): the
+    data pull the weights nowhere on average, so any shrinkage comes from ``lam``. ``optimizer``:
+    ``"adam"`` (``torch.optim.Adam(weight_decay=lam)``, i.e. L2: ``lam·W`` is added to the gradient and goes
+    through Adam's division by ``√v̂``), ``"adamw"`` (decoupled: ``W ← (1 − lr·lam) W`` each step) or
+    ``"sgd"``. The same ``generator`` state gives every optimizer the same noise.
+
+    Returns ``[len(grad_scales)]``: the mean of ``W_end / W_0`` per group (1 = untouched, 0 = gone).
+    """
+    check_choice("optimizer", optimizer, _OPTIMIZERS)
+    lam = check_real("lam", lam, minimum=0.0)
+    scales = check_array("grad_scales", grad_scales, ndim=1)
+    if scales.size == 0 or np.any(scales <= 0):
+        raise ValueError("grad_scales must be a non-empty list of positive gradient RMS values")
+    lr = check_real("lr", lr, positive=True)
+    steps = check_int("steps", steps, minimum=1)
+    n_weights = check_int("n_weights", n_weights, minimum=1)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    groups = [torch.ones(n_weights, dtype=torch.float64, requires_grad=True) for _ in scales]
+    step = _OPTIMIZERS[optimizer](groups, lr=lr, weight_decay=lam)
+    for _ in range(steps):
+        for weights, scale in zip(groups, scales):
+            weights.grad = scale * torch.randn(n_weights, generator=generator, dtype=torch.float64)
+        step.step()
+    return np.array([weights.detach().mean().item() for weights in groups])
+
+
+def predict_probabilities(model: torch.nn.Module, x, *, mc_samples: int = 0, generator=None) -> np.ndarray:
+    """Class probabilities of a (dropout) network: one deterministic pass, or a Monte Carlo ensemble average.
+
+    ``mc_samples = 0``: eval mode, dropout off, i.e. the weight-scaled network (for inverted dropout the
+    scaling happened in training). ``mc_samples = k ≥ 1``: Monte Carlo model averaging (Srivastava et al.
+    2014, §7.5): the mean softmax of ``k`` passes in train mode, each with fresh masks, i.e. ``k`` thinned
+    networks. Masks come from torch's global RNG inside ``torch.random.fork_rng``, seeded from
+    ``generator`` (a ``torch.Generator``, required then), so the caller's global RNG is left as it was.
+    ``x``: ``[n, in_features]``. Returns ``[n, n_classes]`` float64.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    mc_samples = check_int("mc_samples", mc_samples, minimum=0)
+    if mc_samples and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator when mc_samples > 0, got {type(generator).__name__}")
+    dtype = next(model.parameters()).dtype
+    x = torch.as_tensor(x if torch.is_tensor(x) else check_array("x", x, ndim=2), dtype=dtype)
+    was_training = model.training
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        if mc_samples == 0:
+            model.eval()
+            probabilities = torch.softmax(model(x), dim=1)
+        else:
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+            model.train()
+            probabilities = sum(torch.softmax(model(x), dim=1) for _ in range(mc_samples)) / mc_samples
+    model.train(was_training)
+    return probabilities.double().numpy()
+
+
+def prediction_quality(probabilities, y) -> dict:
+    """``{"loss", "error", "confidence_on_errors"}`` of predicted class probabilities against labels.
+
+    ``loss``: mean cross-entropy ``−mean log p[y]``; ``error``: share of rows whose arg-max is not ``y``;
+    ``confidence_on_errors``: mean top probability on those rows (NaN if none): how sure the model is when
+    it is wrong, a simple view of calibration. ``probabilities [n, n_classes]``, ``y [n]`` int labels.
+    """
+    probabilities = check_array("probabilities", probabilities, ndim=2)
+    y = np.asarray(y)
+    if y.shape != (probabilities.shape[0],) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"y must be {probabilities.shape[0]} integer labels, got {y.dtype} of shape {y.shape}")
+    if y.min() < 0 or y.max() >= probabilities.shape[1]:
+        raise ValueError(f"y must hold labels in [0, {probabilities.shape[1]}), got {y.min()}..{y.max()}")
+    chosen = probabilities[np.arange(len(y)), y]
+    wrong = probabilities.argmax(axis=1) != y
+    confidence = float(probabilities.max(axis=1)[wrong].mean()) if wrong.any() else float("nan")
+    return {"loss": float(-np.mean(np.log(np.maximum(chosen, 1e-300)))), "error": float(wrong.mean()),
+            "confidence_on_errors": confidence}

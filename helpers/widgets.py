@@ -210,8 +210,10 @@ class RegularizationExplorer(_Explorer):
     """L2 strength λ and dropout p → decision boundary and train/validation curves (notebook 04).
 
     Trains a small MLP (2 hidden layers of 64 ReLU units, Adam, 200 full-batch steps, float32) on
-    ``dataset`` from the same initial weights each time; ``explorer.history`` and
-    ``explorer.accuracy`` (``{"train": ..., "validation": ...}``) describe the last run.
+    ``dataset`` from the same initial weights and the same dropout masks each time (both drawn from
+    ``seed``; the masks inside ``torch.random.fork_rng``, so torch's global RNG is left as it was):
+    same settings, same result. ``explorer.history`` and ``explorer.accuracy``
+    (``{"train": ..., "validation": ...}``) describe the last run.
     """
 
     def __init__(self, dataset, *, seed: int = 0, steps: int = 200):
@@ -232,13 +234,16 @@ class RegularizationExplorer(_Explorer):
 
     def compute(self):
         """Train with the current λ and p; return ``(model, history)`` (same settings, same result)."""
-        model = models.deep_mlp(2, 64, 2, self.dataset.n_classes, activation="relu", init="kaiming_normal",
-                                dropout=self.p.value, dtype=torch.float32,
-                                generator=torch.Generator().manual_seed(self.seed))
         d = self.dataset
-        history = models.train(model, d.x_train, d.y_train, steps=self.steps, lr=1e-2, optimizer="adam",
-                               weight_decay=self.lam.value, x_val=d.x_test, y_val=d.y_test,
-                               generator=torch.Generator().manual_seed(self.seed))
+        # nn.Linear's constructor and nn.Dropout's masks draw from the global RNG: seed a forked copy of it
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            model = models.deep_mlp(2, 64, 2, d.n_classes, activation="relu", init="kaiming_normal",
+                                    dropout=self.p.value, dtype=torch.float32,
+                                    generator=torch.Generator().manual_seed(self.seed))
+            history = models.train(model, d.x_train, d.y_train, steps=self.steps, lr=1e-2, optimizer="adam",
+                                   weight_decay=self.lam.value, x_val=d.x_test, y_val=d.y_test,
+                                   generator=torch.Generator().manual_seed(self.seed))
         return model, history
 
     def update(self) -> None:
@@ -248,9 +253,14 @@ class RegularizationExplorer(_Explorer):
                          "validation": models.accuracy(model, d.x_test, d.y_test)}
         figure = Figure(figsize=(9, 3.6), layout="constrained")
         boundary_ax, curve_ax = figure.subplots(1, 2)
-        limits = np.array([-1.4, 1.4])
-        plotting.decision_boundary(*models.predict_grid(model, limits, limits, 80), d.x_train, d.y_train, ax=boundary_ax)
-        plotting.curves({"train": self.history.loss, "validation": self.history.val_loss}, ax=curve_ax, log=True)
+        extent = 1.05 * np.abs(np.concatenate([d.x_train, d.x_test])).max()  # the grid covers every point
+        limits = np.array([-extent, extent])
+        plotting.decision_boundary(*models.predict_grid(model, limits, limits, 80), d.x_train, d.y_train, ax=boundary_ax,
+                                   title=f"training points and boundary (λ = {self.lam.value:g}, p = {self.p.value:.1f})")
+        boundary_ax.set(xlabel="x₁", ylabel="x₂")
+        plotting.curves({"train (dropout on)" if self.p.value else "train": self.history.loss,
+                         "validation": self.history.val_loss}, ax=curve_ax, log=True)
+        curve_ax.set_title("loss during training")
         self.image.value = _png(figure)
         self.readout.value = (f"accuracy: train {self.accuracy['train']:.0%}, validation {self.accuracy['validation']:.0%}; "
                               f"final validation loss {self.history.val_loss[-1]:.3f}")

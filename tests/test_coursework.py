@@ -29,7 +29,7 @@ WRONG_ANSWERS = {
     "02_initialization": ("return math.sqrt(2.0 / (1.0 + slope**2))", "return math.sqrt(2.0)", "ex02_leaky_gain"),
     "03_gradient_checking": ("grad[index] = (plus - minus) / (2 * eps)", "grad[index] = (plus - minus) / eps",
                              "ex03_centered_difference"),
-    "04_l2_and_dropout": ("    return dout * keep / (1 - p)", "    return dout * keep", "ex04_dropout_backward"),
+    "04_l2_and_dropout": ("    return dout * keep / (1 - p)", "    return dout * keep / p", "ex04_dropout_backward"),
     "05_gradient_clipping": ("return [g * factor for g in grads], total", "return [g * factor for g in grads], max_norm",
                              "ex05_clip_global_norm"),
 }

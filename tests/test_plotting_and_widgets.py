@@ -157,6 +157,8 @@ def test_eps_sweep_draws_median_band_and_guides():
 
 
 def test_regularization_explorer_retrains_on_change():
+    import torch
+
     from helpers import data
 
     spirals = data.make_spirals(300, np.random.default_rng(0), noise=0.3)
@@ -168,11 +170,19 @@ def test_regularization_explorer_retrains_on_change():
     explorer.lam.value = 0.0
     assert explorer.history.val_loss[-1] == pytest.approx(baseline_val, rel=1e-6)  # same settings, same result
     assert strong > explorer.history.loss[-1]
-    explorer.p.value = 0.5
+    explorer.p.value = 0.3
     assert any(type(m).__name__ == "Dropout" for m in explorer.compute()[0].modules())
     assert f"{explorer.history.val_loss[-1]:.3f}" in explorer.readout.value
+    # dropout's masks are seeded too, without touching torch's global RNG: same settings, same result
+    global_state = torch.random.get_rng_state()
+    with_dropout = explorer.history.val_loss
+    explorer.p.value = 0.0
+    explorer.p.value = 0.3
+    np.testing.assert_array_equal(explorer.history.val_loss, with_dropout)
+    assert torch.equal(torch.random.get_rng_state(), global_state)
+    flat = data.Dataset(np.zeros((4, 3)), np.arange(4) % 2, np.zeros((4, 3)), np.arange(4) % 2)
     with pytest.raises(TypeError, match="dataset"):
-        widgets.RegularizationExplorer(data.load_mnist1d())
+        widgets.RegularizationExplorer(flat)
 
 
 def test_clipping_explorer_bounds_steps_when_clipping():

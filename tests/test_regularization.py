@@ -37,15 +37,18 @@ def test_dropout_matches_torch_semantics(rng):
 
 
 def test_dropout_backward_passes_a_gradient_check_with_a_fixed_mask(rng):
+    # p = 0.3, not 0.5: at 0.5, dividing by the keep or the drop probability is the same number
     x = rng.standard_normal((3, 4))
     upstream = rng.standard_normal((3, 4))
-    _, mask = regularization.dropout(x, 0.5, rng)
+    _, mask = regularization.dropout(x, 0.3, rng)
 
     def f(v):
-        return float(np.sum(v * mask / 0.5 * upstream))
+        return float(np.sum(v * mask / 0.7 * upstream))
 
-    result = gradcheck.gradient_check(f, lambda v: regularization.dropout_backward(upstream, mask, 0.5), x)
+    result = gradcheck.gradient_check(f, lambda v: regularization.dropout_backward(upstream, mask, 0.3), x)
     assert result.verdict == "correct"
+    keep_drop_mixup = gradcheck.gradient_check(f, lambda v: upstream * mask / 0.3, x)
+    assert keep_drop_mixup.verdict == "wrong"
 
 
 def test_l2_penalty_and_gradient_match_torch(rng):
@@ -73,6 +76,81 @@ def test_sgd_weight_decay_step_is_torch_sgd_weight_decay(rng):
         np.testing.assert_array_equal(w, b)
 
 
+def _adam_by_hand(grads, w0, lr, lam, decoupled, betas=(0.9, 0.999), eps=1e-8):
+    """Adam (L2 in the gradient) or AdamW (decay outside the moments), written out from the papers."""
+    w, m, v = w0.copy(), np.zeros_like(w0), np.zeros_like(w0)
+    for t, g in enumerate(grads, start=1):
+        if decoupled:
+            w = w * (1 - lr * lam)
+        else:
+            g = g + lam * w
+        m = betas[0] * m + (1 - betas[0]) * g
+        v = betas[1] * v + (1 - betas[1]) * g**2
+        m_hat, v_hat = m / (1 - betas[0] ** t), v / (1 - betas[1] ** t)
+        w = w - lr * m_hat / (np.sqrt(v_hat) + eps)
+    return w
+
+
+@pytest.mark.parametrize("optimizer, decoupled", [("adam", False), ("adamw", True)])
+def test_retained_weight_fraction_is_adam_or_adamw_written_out(optimizer, decoupled):
+    scales, steps, n, lr, lam = np.array([0.01, 3.0]), 30, 7, 0.05, 0.2
+    ours = regularization.retained_weight_fraction(optimizer, lam, scales, lr=lr, steps=steps, n_weights=n,
+                                                   generator=torch.Generator().manual_seed(4))
+    noise = torch.Generator().manual_seed(4)  # the same draws, in the same order: step by step, group by group
+    draws = [[s * torch.randn(n, generator=noise, dtype=torch.float64).numpy() for s in scales] for _ in range(steps)]
+    for k in range(len(scales)):
+        by_hand = _adam_by_hand([d[k] for d in draws], np.ones(n), lr, lam, decoupled)
+        assert ours[k] == pytest.approx(by_hand.mean(), rel=1e-10)
+
+
+def test_retained_weight_fraction_shows_loshchilov_and_hutters_contrast():
+    scales, lr, lam, steps = np.array([1e-3, 10.0]), 1e-2, 0.1, 300
+    retained = {name: regularization.retained_weight_fraction(name, lam, scales, lr=lr, steps=steps, n_weights=500,
+                                                              generator=torch.Generator().manual_seed(1))
+                for name in ("adam", "adamw", "sgd")}
+    # a mean of 500 weights random-walking by ~0.2 each: ~0.01 of noise
+    np.testing.assert_allclose(retained["adamw"], (1 - lr * lam) ** steps, atol=0.04)
+    assert retained["adam"][0] < 0.05 and retained["adam"][1] == pytest.approx((1 - lr * lam / 10) ** steps, abs=0.04)
+    assert retained["sgd"][0] == pytest.approx((1 - lr * lam) ** steps, abs=1e-3)  # tiny noise: exact decay
+
+
+def test_predict_probabilities_deterministic_and_monte_carlo():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 8, dtype=torch.float64), torch.nn.ReLU(), torch.nn.Dropout(0.4),
+                                torch.nn.Linear(8, 2, dtype=torch.float64))
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    model.eval()
+    with torch.no_grad():
+        expected = torch.softmax(model(torch.tensor(x)), dim=1).numpy()
+    model.train()
+    np.testing.assert_allclose(regularization.predict_probabilities(model, x), expected, rtol=1e-12)
+    assert model.training  # the mode is restored
+    state = torch.random.get_rng_state()
+    one = regularization.predict_probabilities(model, x, mc_samples=3, generator=torch.Generator().manual_seed(2))
+    again = regularization.predict_probabilities(model, x, mc_samples=3, generator=torch.Generator().manual_seed(2))
+    np.testing.assert_array_equal(one, again)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's global RNG is untouched
+    assert not np.allclose(one, expected)  # thinned networks differ from the full one
+    with torch.no_grad():  # the same masks by hand: k passes in train mode from the seed the generator gives
+        seed = int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(2)))
+        torch.manual_seed(seed)
+        by_hand = sum(torch.softmax(model(torch.tensor(x)), dim=1) for _ in range(3)).numpy() / 3
+    np.testing.assert_allclose(one, by_hand, rtol=1e-12)
+    np.testing.assert_allclose(one.sum(axis=1), 1.0)
+
+
+def test_prediction_quality_matches_torch_cross_entropy(rng):
+    logits = rng.standard_normal((50, 3)) * 2
+    y = rng.integers(0, 3, 50)
+    probabilities = torch.softmax(torch.tensor(logits), dim=1).numpy()
+    quality = regularization.prediction_quality(probabilities, y)
+    expected_loss = torch.nn.functional.cross_entropy(torch.tensor(logits), torch.tensor(y)).item()
+    assert quality["loss"] == pytest.approx(expected_loss, rel=1e-12)
+    wrong = probabilities.argmax(axis=1) != y
+    assert quality["error"] == wrong.mean()
+    assert quality["confidence_on_errors"] == pytest.approx(probabilities.max(axis=1)[wrong].mean())
+
+
 @pytest.mark.parametrize(
     "call, error, name",
     [
@@ -88,8 +166,26 @@ def test_sgd_weight_decay_step_is_torch_sgd_weight_decay(rng):
         (lambda r: regularization.l2_penalty_grad([np.ones(3)], float("nan")), ValueError, "lam"),
         (lambda r: regularization.sgd_weight_decay_step([np.ones(3)], [np.ones(2)], 0.1, 0.1), ValueError, "grads"),
         (lambda r: regularization.sgd_weight_decay_step([np.ones(3)], [np.ones(3)], 0.0, 0.1), ValueError, "lr"),
+        (lambda r: regularization.retained_weight_fraction("rmsprop", 0.1, [1.0], generator=_g()), ValueError,
+         "optimizer"),
+        (lambda r: regularization.retained_weight_fraction("adam", 0.1, [1.0, 0.0], generator=_g()), ValueError,
+         "grad_scales"),
+        (lambda r: regularization.retained_weight_fraction("adam", -1.0, [1.0], generator=_g()), ValueError, "lam"),
+        (lambda r: regularization.retained_weight_fraction("adam", 0.1, [1.0], generator=0), TypeError, "generator"),
+        (lambda r: regularization.predict_probabilities("net", np.ones((2, 3))), TypeError, "model"),
+        (lambda r: regularization.predict_probabilities(torch.nn.Linear(3, 2), np.ones((2, 3)), mc_samples=2),
+         TypeError, "generator"),
+        (lambda r: regularization.predict_probabilities(torch.nn.Linear(3, 2), np.ones((2, 3)), mc_samples=-1),
+         ValueError, "mc_samples"),
+        (lambda r: regularization.prediction_quality(np.full((2, 2), 0.5), np.array([0.0, 1.0])), ValueError, "y"),
+        (lambda r: regularization.prediction_quality(np.full((2, 2), 0.5), np.array([0, 2])), ValueError, "y"),
+        (lambda r: regularization.prediction_quality(np.full(2, 0.5), np.array([0, 1])), ValueError, "probabilities"),
     ],
 )
 def test_regularization_rejects_bad_input(call, error, name, rng):
     with pytest.raises(error, match=name):
         call(rng)
+
+
+def _g():
+    return torch.Generator().manual_seed(0)
