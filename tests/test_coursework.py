@@ -32,6 +32,9 @@ WRONG_ANSWERS = {
     "04_l2_and_dropout": ("    return dout * keep / (1 - p)", "    return dout * keep / p", "ex04_dropout_backward"),
     "05_gradient_clipping": ("return [g * factor for g in grads], total", "return [g * factor for g in grads], max_norm",
                              "ex05_clip_global_norm"),
+    "07_recurrent_networks": ("delta = grad_h * (1 - hs[t] ** 2)", "delta = grad_h", "ex07_bptt_weight_hh"),
+    "06_normalization_and_residuals": ("    dx = (g - g.mean(axis=0) - x_hat * (g * x_hat).mean(axis=0)) / std",
+                                       "    dx = (g - g.mean(axis=0)) / std", "ex06_batchnorm_backward"),
 }
 
 
@@ -101,7 +104,7 @@ def test_grading_reference_and_blank(master, dist):
     reference_path, blank_path = dist / name / "autograder" / master.name, dist / name / "student" / master.name
     # debug=True: grading fails if any cell raises, so the blank student notebook must run to the end
     report = coursework.grade(name, [reference_path, blank_path], dist, jobs=2, debug=True)
-    reference, blank = report[str(reference_path)], report[str(blank_path)]
+    reference, blank = report[str(reference_path)].scores, report[str(blank_path)].scores
     assert sorted(reference) == sorted(questions)
     assert all(score == maximum > 0 for score, maximum in reference.values()), reference
     assert all(score == 0 for score, _ in blank.values()), blank
@@ -130,7 +133,7 @@ def test_grading_one_wrong_answer_loses_exactly_that_questions_points(dist, tmp_
     wrong_path = tmp_path / "wrong" / master.name
     shutil.copytree(dist / name / "autograder", wrong_path.parent)
     wrong_path.write_text(json.dumps(_with_wrong_answer(wrong_path, name)))
-    wrong = coursework.grade(name, [wrong_path], dist, debug=True)[str(wrong_path)]
+    wrong = coursework.grade(name, [wrong_path], dist, debug=True)[str(wrong_path)].scores
     broken = WRONG_ANSWERS[name][2]
     assert wrong[broken][0] == 0, wrong
     assert all(wrong[q][0] == wrong[q][1] > 0 for q in questions if q != broken), wrong
@@ -163,3 +166,18 @@ def test_each_notebooks_tests_catch_its_wrong_answer(master, dist):
     test_file = ExceptionTestFile.from_file(str(dist / name / "autograder" / "tests" / f"{broken}.py"))
     test_file.run(environment)
     assert test_file.score == 0, f"{broken}: the wrong answer still earns {test_file.score} of {test_file.possible}"
+
+
+def test_work_folder_holds_every_student_notebook_and_all_checks_and_never_overwrites_answers(dist, tmp_path):
+    names = [p.stem for p in NOTEBOOKS]
+    work = tmp_path / "work"
+    copied = coursework.fill_work_folder(dist, names, work)
+    assert sorted(p.name for p in copied) == sorted(f"{n}.ipynb" for n in names)
+    for name in names:
+        assert (work / f"{name}.ipynb").read_bytes() == (dist / name / "student" / f"{name}.ipynb").read_bytes()
+        questions = _master_parts(ROOT / "notebooks" / f"{name}.ipynb")[2]
+        assert all((work / "tests" / f"{q}.py").is_file() for q in questions), name
+    answered = work / f"{names[0]}.ipynb"
+    answered.write_text(answered.read_text().replace("...", "42", 1))
+    assert coursework.fill_work_folder(dist, names, work) == []
+    assert "42" in answered.read_text(), "a learner's notebook must never be overwritten"
