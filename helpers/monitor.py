@@ -17,7 +17,9 @@ normalization layers with an affine weight, ``nn.Embedding``):
   over one ``optimizer.step()`` (Karpathy's update:data ratio, with norms instead of stds).
 - the layer's *activation* ``h``: the output of the activation module fed directly by the layer's output
   (``nn.ReLU``, ``nn.LeakyReLU``, ``nn.Sigmoid``, ``nn.Tanh``, ``nn.Identity``), else the layer's own output
-  (first element of the tuple for RNN/LSTM/GRU). Functions such as ``F.relu`` are invisible to hooks.
+  (first element of the tuple for RNN/LSTM/GRU). Functions such as ``F.relu`` are invisible to hooks;
+  a module called several times in one forward pass is recorded at its last call; ``dL/dh`` needs the
+  forward pass to go through ``model(...)`` itself.
 - ``saturated_fraction``: share of entries of ``h`` where that activation's derivative is ~0;
   ``dead_fraction``: share of *units* (features; channels for conv/norm layers) for which that holds on every
   example (and position) of the batch: they pass no gradient at all. NaN where no activation module follows.
@@ -87,7 +89,8 @@ class TrainingLog:
         if n == len(self._buffers.get("steps", ())):
             for name, value in values.items():
                 grown = np.zeros((max(64, 2 * n),) + np.shape(value), dtype=np.int64 if name == "steps" else float)
-                grown[:n] = self._buffers[name][:n] if n else grown[:0]
+                if n:
+                    grown[:n] = self._buffers[name][:n]
                 self._buffers[name] = grown
         for name, value in values.items():
             self._buffers[name][n] = value
@@ -107,9 +110,13 @@ def layer_weights(module: nn.Module) -> list[nn.Parameter]:
     return [p for name, p in module.named_parameters(recurse=False) if "weight" in name and p.requires_grad]
 
 
-def _norm(tensors) -> torch.Tensor:
-    norms = [t.norm() for t in tensors]
+def _combine(norms: list[torch.Tensor]) -> torch.Tensor:
+    """The norm of several tensors together, from their norms."""
     return norms[0] if len(norms) == 1 else torch.linalg.vector_norm(torch.stack(norms))
+
+
+def _norm(tensors) -> torch.Tensor:
+    return _combine([torch.linalg.vector_norm(t) for t in tensors])
 
 
 def _dead_and_saturated(layer: nn.Module, activation: nn.Module, h: torch.Tensor) -> tuple[float, float]:
@@ -117,11 +124,12 @@ def _dead_and_saturated(layer: nn.Module, activation: nn.Module, h: torch.Tensor
     zero_slope = SATURATED[type(activation)](h)
     unit_dim = 1 if isinstance(layer, _CHANNELS_FIRST) and h.ndim >= 3 else h.ndim - 1
     per_unit = zero_slope.movedim(unit_dim, -1).reshape(-1, h.shape[unit_dim]).all(dim=0)
-    return per_unit.double().mean().item(), zero_slope.double().mean().item()
+    # counting is exact, so these equal ``.double().mean()`` bit for bit, at a fraction of the cost
+    return per_unit.count_nonzero().item() / per_unit.numel(), zero_slope.count_nonzero().item() / zero_slope.numel()
 
 
 class _Recorder:
-    """The hooks behind ``watch``; ``record()`` turns what they saw since the last record into one row."""
+    """The hooks behind ``watch``: they keep what one step needs; ``_finish`` turns it into one row of the log."""
 
     def __init__(self, model, optimizer, layers, every, sample_steps, max_samples, *, activations=True, updates=True,
                  training_only=True):
@@ -134,6 +142,7 @@ class _Recorder:
         self.step, self.handles = 0, []
         self._reset()
         self.index = {id(p): i for i, p in enumerate(self.params)}
+        self.watched = {self.index[id(w)] for ws in self.weights for w in ws}
         for i, p in enumerate(self.params):
             self.handles.append(p.register_post_accumulate_grad_hook(lambda p, i=i: self._on_grad(i, p)))
         if activations:
@@ -142,6 +151,7 @@ class _Recorder:
             for module in model.modules():
                 if type(module) in SATURATED:
                     self.handles.append(module.register_forward_hook(self._on_activation))
+            self.handles.append(model.register_forward_hook(lambda m, i, out: self._on_model_output()))
         if optimizer is None:
             self.handles.append(model.register_forward_pre_hook(lambda m, args: self._on_forward()))
         else:
@@ -156,7 +166,8 @@ class _Recorder:
         self.squares: dict[int, torch.Tensor] = {}  # parameter index -> sum of squared gradient entries
         self.grad_norms: dict[int, torch.Tensor] = {}  # parameter index -> ||grad||
         self.outputs: dict[int, tuple] = {}  # layer -> (tensor h, activation module or None, layer output)
-        self.out_grads: dict[int, torch.Tensor] = {}
+        self.by_output: dict[int, int] = {}  # id of a layer's output (kept alive in outputs) -> layer
+        self.out_grads: dict[int, torch.Tensor] = {}  # layer -> dL/dh
         self.row: dict | None = None
         self.before: list | None = None
         self.backward_seen = False
@@ -165,11 +176,15 @@ class _Recorder:
         self.backward_seen = True
         if self.recording:
             grad = p.grad.detach()
-            self.squares[i], self.grad_norms[i] = (grad**2).sum(), grad.norm()
+            self.squares[i] = (grad**2).sum()
+            if i in self.watched:
+                self.grad_norms[i] = torch.linalg.vector_norm(grad)
 
-    def _keep_grad(self, k, tensor):
-        if tensor.requires_grad:
-            tensor.register_hook(lambda grad: self.out_grads.__setitem__((k, id(tensor)), grad.detach()))
+    def _on_model_output(self):  # the forward pass is complete (in-place activations included): catch dL/dh
+        if self._active():
+            for k, (h, _, _) in self.outputs.items():
+                if h.requires_grad:
+                    h.register_hook(lambda grad, k=k: self.out_grads.__setitem__(k, grad.detach()))
 
     def _active(self) -> bool:  # evaluation passes under torch.no_grad() are not part of a training step
         return self.recording and (torch.is_grad_enabled() or not self.training_only)
@@ -178,16 +193,15 @@ class _Recorder:
         if self._active():
             out = out[0] if isinstance(out, tuple) else out
             self.outputs[k] = (out, None, out)
-            self._keep_grad(k, out)
+            self.by_output[id(out)] = k
 
     def _on_activation(self, module, inputs, out):
         if not (self._active() and inputs):
             return
-        for k, (_, _, layer_out) in self.outputs.items():
-            if inputs[0] is layer_out:
-                self.outputs[k] = (out, module, layer_out)
-                self.log.activation_names[k] = type(module).__name__
-                self._keep_grad(k, out)
+        k = self.by_output.get(id(inputs[0]))
+        if k is not None and self.outputs[k][2] is inputs[0]:  # fed directly by layer k's output
+            self.outputs[k] = (out, module, inputs[0])
+            self.log.activation_names[k] = type(module).__name__
 
     def _on_forward(self):  # without an optimizer: a new training forward pass closes the previous step
         if torch.is_grad_enabled() and self.backward_seen:
@@ -202,8 +216,8 @@ class _Recorder:
     def _after_step(self):
         if self.recording and self.updates:
             self.row["update_ratio"] = [
-                (_norm([w.detach() - b for w, b in zip(ws, bs)]) / _norm(bs)).item()
-                for ws, bs in zip(self.weights, self.before)
+                _norm([w.detach() - b for w, b in zip(ws, bs)]).item() / norm
+                for ws, bs, norm in zip(self.weights, self.before, self.row["weight_norm"])
             ]
         self._finish()
 
@@ -221,7 +235,7 @@ class _Recorder:
         for k, (layer, ws) in enumerate(zip(self.layers, self.weights)):
             grads = [self.grad_norms.get(self.index[id(w)]) for w in ws]
             got = [g for g in grads if g is not None]
-            row["grad_norm"][k] = _norm(got).item() if got else 0.0  # no gradient reached it: 0
+            row["grad_norm"][k] = _combine(got).item() if got else 0.0  # no gradient reached it: 0
             row["weight_norm"][k] = _norm([w.detach() for w in ws]).item()
             if k not in self.outputs:
                 continue
@@ -230,9 +244,10 @@ class _Recorder:
             row["activation_mean"][k], row["activation_std"][k] = h.mean().item(), h.std().item()
             if activation is not None:
                 row["dead_fraction"][k], row["saturated_fraction"][k] = _dead_and_saturated(layer, activation, h)
-            grad = self.out_grads.get((k, id(self.outputs[k][0])))
+            grad = self.out_grads.get(k)
             if grad is not None:
-                row["activation_grad_norm"][k], row["activation_grad_std"][k] = grad.norm().item(), grad.std().item()
+                row["activation_grad_norm"][k] = torch.linalg.vector_norm(grad).item()
+                row["activation_grad_std"][k] = grad.std().item()
             if self.step in self.sample_steps:
                 empty = [np.empty(0)] * len(self.layers)
                 self.log.activation_samples.setdefault(self.step, list(empty))[k] = subsample(h, self.max_samples)
@@ -380,7 +395,8 @@ def diagnose(log: TrainingLog) -> list[Finding]:
     found += _first((to_last < VANISHING_RATIO) & (grad > 0), to_last, log, "vanishing", VANISHING_RATIO,
                     "{layer}: gradient only {value:.2g}x the last layer's at step {step}{others}: gradients vanish "
                     "before they reach the first layers")
-    found += _first(log.dead_fraction > DEAD_SHARE, log.dead_fraction, log, "dead", DEAD_SHARE,
+    zero_slope = np.array([name in ("ReLU", "Sigmoid", "Tanh") for name in log.activation_names])  # not leaky
+    found += _first((log.dead_fraction > DEAD_SHARE) & zero_slope, log.dead_fraction, log, "dead", DEAD_SHARE,
                     "{layer}: {value:.0%} of its units pass no gradient for any example at step {step}{others}: "
                     "dead units")
     saturating = np.array([name in ("Sigmoid", "Tanh") for name in log.activation_names])

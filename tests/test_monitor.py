@@ -357,8 +357,9 @@ def test_each_rule_fires_at_its_threshold_only_when_it_persists():
     # dead (ReLU) and saturated (tanh only)
     dead = np.zeros((12, 3))
     dead[:, 1] = monitor.DEAD_SHARE + 0.01
-    (finding,) = monitor.diagnose(_synthetic(healthy, dead=dead))
+    (finding,) = monitor.diagnose(_synthetic(healthy, dead=dead, activations=["ReLU"] * 3))
     assert (finding.kind, finding.layer, finding.step) == ("dead", "1 (Linear)", 0)
+    assert monitor.diagnose(_synthetic(healthy, dead=dead, activations=["LeakyReLU"] * 3)) == []  # slope 0.01
     saturated = np.full((12, 3), monitor.SATURATED_SHARE + 0.1)
     assert monitor.diagnose(_synthetic(healthy, saturated=saturated, activations=["ReLU"] * 3)) == []
     (finding,) = monitor.diagnose(_synthetic(healthy, saturated=saturated, activations=["ReLU", "Tanh", ""]))
@@ -476,3 +477,26 @@ def test_plots_draw_one_curve_per_layer_and_the_reference_line():
     axes = plotting.activation_histograms(log, steps=[4], gradients=True)
     assert len(axes) == 1 and "dL/dh" in axes[0].get_xlabel()
     plt.close("all")
+
+
+def test_in_place_activations_and_a_shared_activation_module():
+    class Shared(nn.Module):  # one ReLU module used after both layers, as in many hand-written models
+        def __init__(self, inplace):
+            super().__init__()
+            self.first, self.second, self.out, self.act = nn.Linear(5, 6), nn.Linear(6, 6), nn.Linear(6, 2), nn.ReLU(inplace)
+
+        def forward(self, x):
+            return self.out(self.act(self.second(self.act(self.first(x)))))
+
+    logs = []
+    for inplace in (False, True):
+        torch.manual_seed(0)
+        model = Shared(inplace).double()
+        with monitor.watch(model) as log:
+            x = torch.randn(20, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+            model(x).pow(2).sum().backward()
+        logs.append(log)
+    assert logs[0].activation_names == ["ReLU", "ReLU", ""] and logs[0].layer_names[0] == "first (Linear)"
+    for name in monitor.PER_LAYER:
+        np.testing.assert_array_equal(getattr(logs[1], name), getattr(logs[0], name), err_msg=name)
+    assert np.all(np.isfinite(logs[0].activation_grad_norm)) and np.all(logs[0].saturated_fraction[0, :2] > 0)
