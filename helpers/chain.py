@@ -12,7 +12,8 @@ so ``||dL/dh_0||`` is ``||dL/dh_L||`` times the product of the per-layer factors
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -77,7 +78,7 @@ class ChainStats:
     ``derivative_rms [L]``: ``sqrt(mean(f'(z_l)²))``; ``derivative_max [L]``: ``max f'(z_l)``.
     ``weight_grad_norms [L]``: ``||dL/dW_l||``; ``activation_std [L]``: ``std(h_l)``, ``l = 1..L``.
     ``grad_std [L+1]``: ``std`` of the entries of ``dL/dh_l``, ``l = 0..L``.
-    ``spectral_norms [L]``: largest singular value of each ``W_l``.
+    ``spectral_norms [L]``: largest singular value of each ``W_l`` (computed on first use: an SVD per layer).
     """
 
     grad_norms: np.ndarray
@@ -87,11 +88,15 @@ class ChainStats:
     weight_grad_norms: np.ndarray
     activation_std: np.ndarray
     grad_std: np.ndarray
-    spectral_norms: np.ndarray
+    weights: tuple = field(repr=False, compare=False)
 
     @property
     def depth(self) -> int:
         return len(self.factors)
+
+    @cached_property
+    def spectral_norms(self) -> np.ndarray:
+        return np.array([np.linalg.norm(w, 2) for w in self.weights])
 
 
 def backward_pass(weights, x, top_grad, activation: str) -> ChainStats:
@@ -143,8 +148,21 @@ def backward_pass(weights, x, top_grad, activation: str) -> ChainStats:
         weight_grad_norms=np.array(weight_grad_norms[::-1]),
         activation_std=np.array([hl.std() for hl in h[1:]]),
         grad_std=np.array(grad_std[::-1]),
-        spectral_norms=np.array([np.linalg.norm(w, 2) for w in weights]),
+        weights=tuple(weights),
     )
+
+
+def predicted_factors(stats: ChainStats, weight_scale: float) -> np.ndarray:
+    """The per-layer factors of the product model, ``a * rms(f'(z_l))`` for ``l = 1..L``: ``[L]``,
+    aligned with ``stats.factors``.
+
+    Why: ``W_l ~ N(0, a²/n_in)`` multiplies the squared norm of the backward signal by ``a²`` on
+    average (any shape), and the activation multiplies each entry by ``f'(z)``.
+    """
+    if not isinstance(stats, ChainStats):
+        raise TypeError(f"stats must be a ChainStats from backward_pass, got {type(stats).__name__}")
+    weight_scale = check_real("weight_scale", weight_scale, positive=True)
+    return weight_scale * stats.derivative_rms
 
 
 def predicted_norms(stats: ChainStats, weight_scale: float) -> np.ndarray:
@@ -154,10 +172,7 @@ def predicted_norms(stats: ChainStats, weight_scale: float) -> np.ndarray:
     expectation for wide layers (each factor fluctuates by about ``1/sqrt(width)``).
     Returns ``[L+1]``, aligned with ``stats.grad_norms``.
     """
-    if not isinstance(stats, ChainStats):
-        raise TypeError(f"stats must be a ChainStats from backward_pass, got {type(stats).__name__}")
-    weight_scale = check_real("weight_scale", weight_scale, positive=True)
-    per_layer = weight_scale * stats.derivative_rms
+    per_layer = predicted_factors(stats, weight_scale)
     # product over the layers above l, from the top down
     above = np.append(np.cumprod(per_layer[::-1])[::-1], 1.0)
     return stats.grad_norms[-1] * above

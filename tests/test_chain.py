@@ -77,6 +77,28 @@ def test_predicted_norms_follow_the_mean_field_factor_for_wide_layers(rng):
     np.testing.assert_allclose(stats.derivative_rms, np.sqrt(0.5), atol=0.05)  # half the ReLUs are on
 
 
+@pytest.mark.parametrize("activation, a", [("sigmoid", 1.0), ("sigmoid", 8.0), ("tanh", 1.5), ("relu", 1.0)])
+def test_predicted_factors_are_a_times_rms_slope_and_match_each_measured_factor(activation, a, rng):
+    weights = chain.make_weights(8, 512, a, rng)
+    stats = chain.backward_pass(weights, rng.standard_normal((32, 512)), rng.standard_normal((32, 512)), activation)
+    predicted = chain.predicted_factors(stats, a)
+    assert predicted.shape == stats.factors.shape == (8,)
+    np.testing.assert_allclose(predicted, a * stats.derivative_rms, rtol=1e-15)
+    # each factor fluctuates by ~1/sqrt(512) = 4.4 % around a * rms(f'); 15 % is > 3 sigma
+    np.testing.assert_allclose(stats.factors, predicted, rtol=0.15)
+    np.testing.assert_allclose(chain.predicted_norms(stats, a)[:-1] / chain.predicted_norms(stats, a)[1:], predicted,
+                               rtol=1e-12)
+
+
+def test_spectral_norms_are_the_largest_singular_values_computed_on_first_use(rng):
+    weights = [rng.standard_normal((6, 4)), rng.standard_normal((3, 6))]
+    stats = chain.backward_pass(weights, rng.standard_normal((2, 4)), rng.standard_normal((2, 3)), "relu")
+    assert "spectral_norms" not in vars(stats)  # not computed by the pass itself (an SVD per layer)
+    expected = [torch.linalg.matrix_norm(torch.tensor(w), ord=2).item() for w in weights]
+    np.testing.assert_allclose(stats.spectral_norms, expected, rtol=1e-12)
+    assert stats.spectral_norms is stats.spectral_norms  # cached
+
+
 @pytest.mark.parametrize("radius", [0.95, 1.05])
 def test_repeated_matrix_grows_at_the_spectral_radius(radius, rng):
     matrix = chain.matrix_with_spectral_radius(40, radius, rng)
@@ -108,6 +130,9 @@ def test_growth_rate_of_exact_geometric_sequence():
         (lambda r: chain.backward_pass([np.eye(4)], np.full((2, 4), np.nan), np.ones((2, 4)), "relu"), ValueError, "x"),
         (lambda r: chain.backward_pass([np.eye(4)], "abc", np.ones((2, 4)), "relu"), TypeError, "x"),
         (lambda r: chain.predicted_norms(np.ones(3), 1.0), TypeError, "stats"),
+        (lambda r: chain.predicted_factors(np.ones(3), 1.0), TypeError, "stats"),
+        (lambda r: chain.predicted_factors(chain.backward_pass([np.eye(2)], np.ones((1, 2)), np.ones((1, 2)), "relu"), 0.0),
+         ValueError, "weight_scale"),
         (lambda r: chain.matrix_with_spectral_radius(3, -1.0, r), ValueError, "radius"),
         (lambda r: chain.spectral_radius(np.ones((2, 3))), ValueError, "square"),
         (lambda r: chain.repeated_matrix_norms(np.eye(3), np.ones(4), 5), ValueError, "match"),
