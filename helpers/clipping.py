@@ -5,9 +5,12 @@ By value: every entry is clamped to ``[-c, c]`` (the direction changes). By glob
 ``min(1, max_norm / (total + 1e-6))`` (the direction is kept), exactly as
 ``torch.nn.utils.clip_grad_norm_``. Clipping never enlarges a gradient.
 
-Pascanu, Mikolov & Bengio (2013): the one-unit recurrent network ``x_t = w σ(x_{t-1}) + b``,
-``x_0 = 0.5``, loss ``(x_T - 0.7)²`` with ``T = 50`` has a cliff in ``(w, b)``: a wall where the
-gradient explodes.
+Pascanu, Mikolov & Bengio (2013, §3.3 and Fig. 6): the one-unit recurrent network
+``x_t = w σ(x_{t-1}) + b``, ``x_0 = 0.5``, error ``E = (σ(x_50) - 0.7)²``. Where the dynamics jump
+from one fixed point to the other (a fold), ``E`` has a wall in ``(w, b)``: the loss drops from a
+plateau (σ(x_50) ≈ 0) into a narrow valley (σ(x_50) = 0.7) within a sliver of ``w``, and there the
+gradient explodes. ``CLIFF_START``/``CLIFF_LR`` are the setup notebook 05 and its explorer use: a
+start on the plateau beside the wall and a learning rate at which plain SGD meets the wall.
 """
 
 from __future__ import annotations
@@ -90,21 +93,40 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def cliff_loss_and_grad(w: float, b: float, *, steps: int = 50, x0: float = 0.5, target: float = 0.7):
-    """Loss ``(x_T - target)²`` of ``x_t = w σ(x_{t-1}) + b`` and its gradient ``(dL/dw, dL/db)``.
+CLIFF_START = (4.6, -2.6)  # (w, b) on the plateau, about 0.2 below the wall in b
+CLIFF_LR = 0.1
 
-    The gradient is carried forward alongside the state (forward-mode, equal to backprop through time).
-    Returns ``(loss, np.array([dL/dw, dL/db]))``.
+
+def _cliff_forward(w, b, steps, x0, target):
+    """Loss and gradient of the cliff for arrays ``w``, ``b`` (broadcast together).
+
+    The derivatives of ``x_t`` are carried forward with the state (forward mode, equal to
+    backprop through time): ``dx_t/dw = σ(x_{t-1}) + w σ'(x_{t-1}) dx_{t-1}/dw``,
+    ``dx_t/db = 1 + w σ'(x_{t-1}) dx_{t-1}/db``; then ``dE/dθ = 2 (σ(x_T) - target) σ'(x_T) dx_T/dθ``.
     """
-    w, b = check_real("w", w), check_real("b", b)
     steps = check_int("steps", steps, minimum=1)
-    x, dx_dw, dx_db = check_real("x0", x0), 0.0, 0.0
+    target = check_real("target", target)
+    x = np.full(np.broadcast(w, b).shape, check_real("x0", x0))
+    dx_dw, dx_db = np.zeros_like(x), np.zeros_like(x)
     for _ in range(steps):
         s = _sigmoid(x)
         slope = w * s * (1.0 - s)
         x, dx_dw, dx_db = w * s + b, s + slope * dx_dw, 1.0 + slope * dx_db
-    error = x - check_real("target", target)
-    return float(error**2), np.array([2 * error * dx_dw, 2 * error * dx_db])
+    s = _sigmoid(x)
+    error = s - target
+    outer = 2.0 * error * s * (1.0 - s)
+    return error**2, outer * dx_dw, outer * dx_db
+
+
+def cliff_loss_and_grad(w: float, b: float, *, steps: int = 50, x0: float = 0.5, target: float = 0.7):
+    """Pascanu's error ``E = (σ(x_T) - target)²`` of ``x_t = w σ(x_{t-1}) + b`` and its gradient.
+
+    Defaults are the paper's: ``T = 50`` steps from ``x_0 = 0.5``, target 0.7.
+    Returns ``(loss, np.array([dE/dw, dE/db]))``.
+    """
+    w, b = check_real("w", w), check_real("b", b)
+    loss, grad_w, grad_b = _cliff_forward(np.float64(w), np.float64(b), steps, x0, target)
+    return float(loss), np.array([float(grad_w), float(grad_b)])
 
 
 def cliff_trajectory(start, lr: float, n_steps: int, *, clip: str | None = None, threshold: float = 1.0,
@@ -137,12 +159,44 @@ def cliff_trajectory(start, lr: float, n_steps: int, *, clip: str | None = None,
     return np.array(points), np.array(losses), np.array(norms)
 
 
-def cliff_loss_surface(w_values, b_values, *, steps: int = 50, x0: float = 0.5, target: float = 0.7) -> np.ndarray:
-    """The cliff loss on a grid: ``[len(b_values), len(w_values)]`` (vectorised ``cliff_loss_and_grad``)."""
+def _grid(w_values, b_values):
     w = check_array("w_values", w_values, ndim=1)[None, :]
     b = check_array("b_values", b_values, ndim=1)[:, None]
-    steps = check_int("steps", steps, minimum=1)
-    x = np.full((b.shape[0], w.shape[1]), check_real("x0", x0))
-    for _ in range(steps):
-        x = w * _sigmoid(x) + b
-    return (x - check_real("target", target)) ** 2
+    return w, b
+
+
+def cliff_loss_surface(w_values, b_values, *, steps: int = 50, x0: float = 0.5, target: float = 0.7) -> np.ndarray:
+    """The cliff loss on a grid: ``[len(b_values), len(w_values)]`` (vectorised ``cliff_loss_and_grad``)."""
+    return _cliff_forward(*_grid(w_values, b_values), steps, x0, target)[0]
+
+
+def cliff_grad_norm_surface(w_values, b_values, *, steps: int = 50, x0: float = 0.5,
+                            target: float = 0.7) -> np.ndarray:
+    """``||(dE/dw, dE/db)||`` on a grid ``[len(b_values), len(w_values)]``: the wall is where it peaks.
+
+    The wall is narrower than most grids (about 0.002 in ``w`` at ``b = -2.4``), so a grid's peak is
+    a lower bound on the gradient there.
+    """
+    _, grad_w, grad_b = _cliff_forward(*_grid(w_values, b_values), steps, x0, target)
+    return np.hypot(grad_w, grad_b)
+
+
+def clip_with_torch(grads, *, max_norm: float | None = None, clip_value: float | None = None) -> list:
+    """The same clipping done by torch (``clip_grad_norm_`` or ``clip_grad_value_``), numpy in and out.
+
+    For comparing with ``clip_by_global_norm`` / ``clip_by_value``: give exactly one of ``max_norm``,
+    ``clip_value``. ``grads``: a list of arrays; returns a list of new float64 arrays.
+    """
+    import torch  # only this comparison needs torch
+
+    _, arrays = _grads(grads)
+    if (max_norm is None) == (clip_value is None):
+        raise ValueError("give exactly one of max_norm and clip_value")
+    params = [torch.zeros(a.shape, dtype=torch.float64, requires_grad=True) for a in arrays]
+    for param, array in zip(params, arrays):
+        param.grad = torch.tensor(array)
+    if max_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, check_real("max_norm", max_norm, positive=True))
+    else:
+        torch.nn.utils.clip_grad_value_(params, check_real("clip_value", clip_value, positive=True))
+    return [param.grad.numpy().copy() for param in params]

@@ -48,28 +48,63 @@ def test_dicts_come_back_as_dicts_and_direction_is_kept_only_by_norm_clipping(rn
     assert clipping.cosine_similarity(grads, by_value) < 0.99
 
 
-def test_cliff_gradient_matches_torch_autograd():
-    w, b = torch.tensor(4.8, dtype=torch.float64, requires_grad=True), torch.tensor(-2.5, dtype=torch.float64, requires_grad=True)
+def _torch_cliff(w, b):
+    """Pascanu et al.'s error, written out in torch: x_t = w σ(x_{t-1}) + b, x_0 = 0.5, E = (σ(x_50) - 0.7)²."""
+    w, b = (torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (w, b))
     x = torch.tensor(0.5, dtype=torch.float64)
     for _ in range(50):
         x = w * torch.sigmoid(x) + b
-    ((x - 0.7) ** 2).backward()
-    loss, grad = clipping.cliff_loss_and_grad(4.8, -2.5)
-    assert loss == pytest.approx(((x - 0.7) ** 2).item(), rel=1e-12)
-    np.testing.assert_allclose(grad, [w.grad.item(), b.grad.item()], rtol=1e-9)
-    surface = clipping.cliff_loss_surface(np.array([4.8, 3.0]), np.array([-2.5]))
-    assert surface[0, 0] == pytest.approx(loss, rel=1e-12)
+    loss = (torch.sigmoid(x) - 0.7) ** 2
+    loss.backward()
+    return loss.item(), np.array([w.grad.item(), b.grad.item()])
 
 
-def test_cliff_has_a_wall_and_clipped_steps_are_bounded():
-    ws = np.linspace(4.80, 4.84, 401)
-    norms = [np.linalg.norm(clipping.cliff_loss_and_grad(w, -2.5)[1]) for w in ws]
-    assert max(norms) > 1e3  # the wall
-    points, losses, grad_norms = clipping.cliff_trajectory((4.6, -2.5), 0.01, 100, clip="norm", threshold=1.0)
-    assert points.shape == (101, 2) and losses.shape == (101,) and grad_norms.shape == (100,)
-    assert np.linalg.norm(np.diff(points, axis=0), axis=1).max() <= 0.01 + 1e-9
-    free, _, _ = clipping.cliff_trajectory((4.6, -2.5), 0.01, 100)
-    assert np.linalg.norm(np.diff(free, axis=0), axis=1).max() > 1.0
+@pytest.mark.parametrize("w, b", [(4.8, -2.5), (4.6, -2.6), (4.6579, -2.4), (2.0, 1.0), (6.0, 0.1)])
+def test_cliff_is_pascanus_error_and_its_gradient_matches_torch_autograd(w, b):
+    loss, grad = clipping.cliff_loss_and_grad(w, b)
+    torch_loss, torch_grad = _torch_cliff(w, b)
+    assert loss == pytest.approx(torch_loss, rel=1e-12)
+    np.testing.assert_allclose(grad, torch_grad, rtol=1e-9)  # forward mode vs backprop: same sums, other order
+    assert clipping.cliff_loss_surface(np.array([w, 3.0]), np.array([b]))[0, 0] == pytest.approx(loss, rel=1e-12)
+    norm = clipping.cliff_grad_norm_surface(np.array([w]), np.array([b]))[0, 0]
+    assert norm == pytest.approx(np.linalg.norm(grad), rel=1e-12)
+
+
+def test_cliff_has_a_wall_between_a_plateau_and_a_valley():
+    ws = np.linspace(4.3, 4.9, 6001)
+    norms = clipping.cliff_grad_norm_surface(ws, np.array([-2.4]))[0]
+    losses = clipping.cliff_loss_surface(ws, np.array([-2.4]))[0]
+    wall = norms.argmax()
+    assert norms[wall] > 100 * np.median(norms)  # the wall
+    assert losses[wall - 100] > 0.25 and losses[wall + 100] < 0.02  # plateau (σ(x_50) ≈ 0) | valley, 0.01 apart
+
+
+def test_norm_clipped_run_stays_below_the_wall_while_the_unclipped_run_is_thrown_to_the_plateau():
+    start, lr = clipping.CLIFF_START, clipping.CLIFF_LR
+    free, free_losses, free_norms = clipping.cliff_trajectory(start, lr, 200)
+    clipped, clipped_losses, _ = clipping.cliff_trajectory(start, lr, 200, clip="norm", threshold=1.0)
+    assert free.shape == (201, 2) and free_losses.shape == (201,) and free_norms.shape == (200,)
+    free_steps = np.linalg.norm(np.diff(free, axis=0), axis=1)
+    thrown = free_steps.argmax()
+    assert free_steps[thrown] > 1.0 and free_norms[thrown] > 10  # one step at the wall throws it...
+    assert np.all(np.linalg.norm(free[thrown + 1:] - start, axis=1) > 1.0)  # ...far away, for good,
+    assert np.all(free_losses[thrown + 1:] > 0.08) and np.all(free_norms[thrown + 1:] < 0.05)  # onto a flat plateau
+    # the clipped run: every step bounded, the whole path near the wall, never above its start, settled in the valley
+    assert np.linalg.norm(np.diff(clipped, axis=0), axis=1).max() <= lr * 1.0 + 1e-12
+    assert np.linalg.norm(clipped - start, axis=1).max() < 0.6
+    assert clipped_losses.max() <= clipped_losses[0] and np.all(clipped_losses[-50:] < 0.01)
+    by_value, _, _ = clipping.cliff_trajectory(start, lr, 50, clip="value", threshold=0.5)
+    assert np.abs(np.diff(by_value, axis=0)).max() <= lr * 0.5 + 1e-12
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 50.0])
+def test_clip_with_torch_runs_torchs_own_functions(scale, rng):
+    grads = [scale * rng.standard_normal((4, 3)), scale * rng.standard_normal(3)]
+    by_norm = clipping.clip_with_torch(grads, max_norm=1.0)
+    by_value = clipping.clip_with_torch(grads, clip_value=0.5)
+    assert clipping.global_norm(by_norm) == pytest.approx(min(1.0, clipping.global_norm(grads)), rel=1e-5)
+    for ours, g in zip(by_value, grads):
+        np.testing.assert_array_equal(ours, np.clip(g, -0.5, 0.5))
 
 
 @pytest.mark.parametrize(
@@ -89,6 +124,12 @@ def test_cliff_has_a_wall_and_clipped_steps_are_bounded():
         (lambda: clipping.cliff_trajectory((1.0, 2.0, 3.0), 0.1, 5), ValueError, "start"),
         (lambda: clipping.cliff_trajectory((1.0, 2.0), 0.1, 5, clip="sign"), ValueError, "clip"),
         (lambda: clipping.cliff_loss_and_grad(1.0, 0.0, steps=0), ValueError, "steps"),
+        (lambda: clipping.cliff_loss_and_grad("4", 0.0), TypeError, "w"),
+        (lambda: clipping.cliff_loss_surface(np.ones((2, 2)), np.ones(2)), ValueError, "w_values"),
+        (lambda: clipping.cliff_grad_norm_surface(np.ones(2), [np.nan]), ValueError, "b_values"),
+        (lambda: clipping.clip_with_torch([np.ones(2)]), ValueError, "max_norm and clip_value"),
+        (lambda: clipping.clip_with_torch([np.ones(2)], max_norm=1.0, clip_value=1.0), ValueError, "exactly one"),
+        (lambda: clipping.clip_with_torch([np.ones(2)], clip_value=-1.0), ValueError, "clip_value"),
     ],
 )
 def test_clipping_rejects_bad_input(call, error, name):
