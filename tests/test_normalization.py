@@ -1,0 +1,227 @@
+"""BatchNorm/LayerNorm from scratch against torch, the noise module, the landscape probe and the deep-net helpers."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import gradcheck, normalization, residual
+
+EXACT = 1e-12  # float64 agreement with torch: same formula, only the summation order differs
+
+
+def _bn_torch(x, gamma, beta, momentum=0.1):
+    layer = torch.nn.BatchNorm1d(x.shape[1], momentum=momentum, dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor(gamma))
+        layer.bias.copy_(torch.tensor(beta))
+    return layer
+
+
+def test_batchnorm_matches_torch_in_training_and_eval_over_several_steps():
+    rng = np.random.default_rng(0)
+    gamma, beta = rng.normal(1, 0.3, 5), rng.normal(0, 0.3, 5)
+    layer = _bn_torch(np.zeros((2, 5)), gamma, beta, momentum=0.3)
+    running = normalization.initial_running_stats(5)
+    for _ in range(3):
+        x = rng.normal(2.0, 3.0, (7, 5))
+        out, cache, running = normalization.batchnorm_forward(x, gamma, beta, running, momentum=0.3)
+        xt = torch.tensor(x, requires_grad=True)
+        out_t = layer(xt)
+        np.testing.assert_allclose(out, out_t.detach().numpy(), atol=EXACT)
+        np.testing.assert_allclose(running.mean, layer.running_mean.numpy(), atol=EXACT)
+        np.testing.assert_allclose(running.var, layer.running_var.numpy(), atol=EXACT)
+        dout = rng.standard_normal(out.shape)
+        out_t.backward(torch.tensor(dout))
+        dx, dgamma, dbeta = normalization.batchnorm_backward(dout, cache)
+        np.testing.assert_allclose(dx, xt.grad.numpy(), atol=EXACT)
+        np.testing.assert_allclose(dgamma, layer.weight.grad.numpy(), atol=EXACT)
+        np.testing.assert_allclose(dbeta, layer.bias.grad.numpy(), atol=EXACT)
+        layer.zero_grad()
+    layer.eval()
+    x = rng.normal(1.0, 2.0, (4, 5))
+    out, cache, after = normalization.batchnorm_forward(x, gamma, beta, running, training=False)
+    xt = torch.tensor(x, requires_grad=True)
+    out_t = layer(xt)
+    np.testing.assert_allclose(out, out_t.detach().numpy(), atol=EXACT)
+    assert after is running  # eval mode leaves the running statistics alone
+    dout = rng.standard_normal(out.shape)
+    out_t.backward(torch.tensor(dout))
+    np.testing.assert_allclose(normalization.batchnorm_backward(dout, cache)[0], xt.grad.numpy(), atol=EXACT)
+
+
+def test_layernorm_matches_torch():
+    rng = np.random.default_rng(1)
+    x, gamma, beta = rng.normal(-1, 2, (6, 9)), rng.normal(1, 0.3, 9), rng.normal(0, 0.3, 9)
+    layer = torch.nn.LayerNorm(9, dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor(gamma))
+        layer.bias.copy_(torch.tensor(beta))
+    xt = torch.tensor(x, requires_grad=True)
+    out_t = layer(xt)
+    out, cache = normalization.layernorm_forward(x, gamma, beta)
+    np.testing.assert_allclose(out, out_t.detach().numpy(), atol=EXACT)
+    dout = rng.standard_normal(out.shape)
+    out_t.backward(torch.tensor(dout))
+    dx, dgamma, dbeta = normalization.layernorm_backward(dout, cache)
+    for mine, theirs in ((dx, xt.grad), (dgamma, layer.weight.grad), (dbeta, layer.bias.grad)):
+        np.testing.assert_allclose(mine, theirs.numpy(), atol=EXACT)
+
+
+@pytest.mark.parametrize("kind", ["batch", "layer"])
+def test_backward_passes_the_gradient_check(kind):
+    rng = np.random.default_rng(2)
+    x, gamma, beta = rng.normal(0.5, 2, (5, 4)), rng.normal(1, 0.3, 4), rng.normal(0, 0.3, 4)
+    weights = rng.standard_normal((5, 4))
+    running = normalization.initial_running_stats(4)
+
+    def forward(v):
+        if kind == "batch":
+            return normalization.batchnorm_forward(v, gamma, beta, running)[:2]
+        return normalization.layernorm_forward(v, gamma, beta)
+
+    def grad(v):
+        _, cache = forward(v)
+        backward = normalization.batchnorm_backward if kind == "batch" else normalization.layernorm_backward
+        return backward(weights, cache)[0]
+
+    result = gradcheck.gradient_check(lambda v: np.sum(weights * forward(v)[0]), grad, x)
+    assert result.verdict == "correct", result
+
+
+def test_bad_input_is_rejected_with_the_argument_named():
+    running = normalization.initial_running_stats(3)
+    x, ones = np.ones((4, 3)), np.ones(3)
+    with pytest.raises(ValueError, match="gamma"):
+        normalization.batchnorm_forward(x, np.ones(2), ones, running)
+    with pytest.raises(ValueError, match="x must be 2-dimensional"):
+        normalization.layernorm_forward(np.ones(3), ones, ones)
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        normalization.batchnorm_forward(np.ones((1, 3)), ones, ones, running)
+    with pytest.raises(TypeError, match="running"):
+        normalization.batchnorm_forward(x, ones, ones, (np.zeros(3), np.ones(3)))
+    with pytest.raises(ValueError, match="momentum"):
+        normalization.batchnorm_forward(x, ones, ones, running, momentum=1.5)
+    with pytest.raises(ValueError, match="eps"):
+        normalization.layernorm_forward(x, ones, ones, eps=0.0)
+    _, cache = normalization.layernorm_forward(x, ones, ones)
+    with pytest.raises(ValueError, match="dout"):
+        normalization.layernorm_backward(np.ones((2, 3)), cache)
+    with pytest.raises(TypeError, match="generator"):
+        normalization.ShiftNoise(max_shift=1.0, max_scale=2.0, generator=0)
+    with pytest.raises(ValueError, match="max_scale"):
+        normalization.ShiftNoise(max_shift=1.0, max_scale=0.5, generator=torch.Generator())
+
+
+def test_shift_noise_changes_every_step_and_is_off_in_eval():
+    noise = normalization.ShiftNoise(max_shift=0.5, max_scale=2.0, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(50, 8, dtype=torch.float64)
+    a, b = noise(x), noise(x)
+    assert not torch.allclose(a, b)
+    scale = (a[1] - a[0]) / (x[1] - x[0])  # one scale per feature, shared by the rows
+    torch.testing.assert_close((a - x * scale)[0], (a - x * scale)[-1])
+    assert torch.all((scale >= 1) & (scale <= 2))
+    noise.eval()
+    assert torch.equal(noise(x), x)
+
+
+def test_landscape_probe_restores_the_model_and_matches_a_quadratic():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4, dtype=torch.float64), torch.nn.BatchNorm1d(4, dtype=torch.float64),
+                                torch.nn.ReLU(), torch.nn.Linear(4, 2, dtype=torch.float64))
+    x, y = torch.randn(16, 3, dtype=torch.float64), torch.randint(0, 2, (16,))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    probe = normalization.landscape_along_gradient(model, x, y, np.array([1e-6, 0.1, 1.0]))
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0)
+    loss0 = torch.nn.functional.cross_entropy(model(x), y).item()
+    assert probe["loss"][0] == pytest.approx(loss0, abs=1e-5)  # a tiny step barely changes the loss
+    assert probe["loss"][1] < loss0  # a small step down the gradient lowers it
+    np.testing.assert_allclose(probe["smoothness"], probe["grad_change"] / (np.array([1e-6, 0.1, 1.0]) *
+                               (probe["grad_change"][0] / (1e-6 * probe["smoothness"][0]))), rtol=1e-9)
+    with pytest.raises(ValueError, match="step_sizes"):
+        normalization.landscape_along_gradient(model, x, y, np.array([0.0, 1.0]))
+
+
+def test_train_recording_inputs_records_every_step_and_lowers_the_loss():
+    generator = torch.Generator().manual_seed(0)
+    model = residual.deep_net(4, 16, 3, 3, norm="batch", order="post", init="kaiming", generator=generator)
+    x = torch.randn(200, 4, generator=generator, dtype=torch.float64)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    losses, means = normalization.train_recording_inputs(model, x, y, steps=60, lr=0.2, batch_size=32,
+                                                         generator=generator, watch=[b.norm for b in model.blocks])
+    assert means.shape == (60, 3, 16) and np.all(np.isfinite(losses))
+    np.testing.assert_allclose(means[0], 0.0, atol=1e-12)  # BN's output has batch mean β, 0 before any update
+    assert np.abs(means[-1]).max() > 1e-3  # β has been trained since
+    assert losses[-10:].mean() < 0.7 * losses[:10].mean()
+
+
+def test_deep_net_residual_block_jacobian_is_identity_plus_branch():
+    generator = torch.Generator().manual_seed(1)
+    net = residual.deep_net(5, 6, 2, 3, residual=True, alpha=0.3, init="kaiming", generator=generator)
+    block, h = net.blocks[0], torch.randn(6, dtype=torch.float64)
+    full = torch.autograd.functional.jacobian(lambda v: block(v[None])[0], h)
+    branch = torch.autograd.functional.jacobian(lambda v: block.branch(v[None])[0], h)
+    torch.testing.assert_close(full, torch.eye(6, dtype=torch.float64) + 0.3 * branch, rtol=0, atol=1e-15)
+
+
+def test_deep_net_matches_the_variance_growth_law_and_zero_init_is_identity():
+    generator = torch.Generator().manual_seed(2)
+    x, y = torch.randn(512, 64, generator=generator, dtype=torch.float64), torch.randint(0, 10, (512,), generator=generator)
+    unscaled = residual.profile(residual.deep_net(64, 256, 12, 10, residual=True, init="kaiming", generator=generator), x, y)
+    # He branch W·ReLU(h): E[F²] = E[h²], so E[h²] doubles per block; ±25 % for 12 blocks of width 256
+    factor = residual.per_layer_factor(unscaled.second_moment)
+    assert 1.8 < factor < 2.2
+    zero = residual.profile(residual.deep_net(64, 32, 5, 10, residual=True, zero_init_last=True, generator=generator), x, y)
+    np.testing.assert_allclose(zero.second_moment, zero.second_moment[0], rtol=1e-12)
+    np.testing.assert_allclose(residual.predicted_variance(3, 0.5, 1.0), [1, 1.25, 1.25**2, 1.25**3])
+
+
+def test_deep_net_default_init_matches_nn_linear_bounds_and_bad_input():
+    net = residual.deep_net(10, 20, 3, 4, generator=torch.Generator().manual_seed(0))
+    for layer in [net.stem, *(b.linear for b in net.blocks), net.head]:
+        assert layer.weight.abs().max() <= 1 / math.sqrt(layer.in_features)
+        assert layer.weight.std().item() == pytest.approx(1 / math.sqrt(3 * layer.in_features), rel=0.35)
+    with pytest.raises(ValueError, match="norm"):
+        residual.deep_net(2, 4, 2, 2, norm="group")
+    with pytest.raises(TypeError, match="residual"):
+        residual.deep_net(2, 4, 2, 2, residual=1)
+    with pytest.raises(ValueError, match="depth"):
+        residual.deep_net(2, 4, 0, 2)
+    with pytest.raises(TypeError, match="model"):
+        residual.profile(torch.nn.Linear(2, 2), np.ones((2, 2)), np.zeros(2, dtype=int))
+    with pytest.raises(ValueError, match="values"):
+        residual.per_layer_factor(np.array([1.0, -1.0]))
+
+
+def test_transformer_grad_norms_are_reproducible_and_leave_the_global_rng_alone():
+    state = torch.random.get_rng_state()
+    a = residual.transformer_grad_norms(2, norm_first=True, init="xavier", generator=torch.Generator().manual_seed(0))
+    b = residual.transformer_grad_norms(2, norm_first=True, init="xavier", generator=torch.Generator().manual_seed(0))
+    assert torch.equal(state, torch.random.get_rng_state())
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (2,) and np.all(a > 0)
+    with pytest.raises(ValueError, match="init"):
+        residual.transformer_grad_norms(2, norm_first=True, init="kaiming", generator=torch.Generator())
+
+
+def test_relu_backward_norms_match_autograd_and_keep_the_mean_square():
+    norms = residual.relu_backward_norms(32, 3, 2000, torch.Generator().manual_seed(0))
+    assert norms.shape == (2000, 4) and np.all(norms[:, -1] == 1)
+    # one He ReLU layer: E[||g_{l-1}||² / ||g_l||²] = 1 exactly in expectation; 2000 nets × 3 layers: ±5 %
+    assert np.mean(norms[:, :-1] ** 2 / norms[:, 1:] ** 2) == pytest.approx(1.0, rel=0.05)
+    # against autograd: rebuild net 0 from the same draws
+    generator = torch.Generator().manual_seed(1)
+    norms = residual.relu_backward_norms(8, 2, 2, generator)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 8, 1, generator=generator, dtype=torch.float64)
+    x = (x / x.norm(dim=1, keepdim=True)).requires_grad_(True)
+    w1 = torch.randn(2, 8, 8, generator=generator, dtype=torch.float64) * 0.5
+    w2 = torch.randn(2, 8, 8, generator=generator, dtype=torch.float64) * 0.5
+    v = torch.randn(2, 8, 1, generator=generator, dtype=torch.float64)
+    out = torch.relu(w2 @ torch.relu(w1 @ x))
+    (grad,) = torch.autograd.grad((v / v.norm(dim=1, keepdim=True) * out).sum(), x)
+    np.testing.assert_allclose(norms[:, 0], grad.norm(dim=(1, 2)).numpy(), rtol=1e-12)
+    with pytest.raises(TypeError, match="generator"):
+        residual.relu_backward_norms(8, 2, 3, None)
