@@ -230,15 +230,17 @@ def _check_log(log):
 
 def _per_layer_over_steps(log, values, ax, ylabel, title):
     ax = _axes(ax, figsize=(7, 3.5))
-    colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(log.layer_names)))
-    for name, column, color in zip(log.layer_names, values.T, colors):
-        ax.plot(log.steps, column, color=color, lw=1, label=name)
+    n_layers = len(log.layer_names)
+    colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, n_layers))
+    labelled = set(np.linspace(0, n_layers - 1, min(n_layers, 6)).astype(int))  # a readable legend for deep nets
+    for k, (name, column, color) in enumerate(zip(log.layer_names, values.T, colors)):
+        ax.plot(log.steps, column, color=color, lw=1, label=name if k in labelled else None)
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(frameon=False, fontsize="small", ncol=max(1, len(log.layer_names) // 8), loc="best")
+    ax.legend(frameon=False, fontsize="small", loc="best")
     return ax
 
 
@@ -262,7 +264,7 @@ def update_ratios(log, *, ax=None):
     ax = _per_layer_over_steps(log, log.update_ratio, ax, "update:data ratio ||ΔW|| / ||W||",
                                "update:data ratio per layer")
     ax.axhline(UPDATE_RATIO_REFERENCE, color="0.3", ls="--", lw=1, label="~1e-3 (Karpathy)")
-    ax.legend(frameon=False, fontsize="small", ncol=max(1, len(log.layer_names) // 8), loc="best")
+    ax.legend(frameon=False, fontsize="small", loc="best")
     return ax
 
 
@@ -296,7 +298,9 @@ def activation_histograms(log, steps=None, *, layers=None, gradients: bool = Fal
         shown = [i for i, values in enumerate(finite) if values.size]
         if not shown:
             raise ValueError(f"no finite samples of the chosen layers at step {step}")
-        layer_histograms([finite[i] for i in shown], names=[log.layer_names[layers[i]] for i in shown], ax=ax,
+        names = [log.layer_names[layers[i]] + (f" → {log.activation_names[layers[i]]}" if log.activation_names[layers[i]]
+                                                else "") for i in shown]
+        layer_histograms([finite[i] for i in shown], names=names, ax=ax,
                          xlabel=what, bins=bins)
         ax.set_title(f"{what} per layer at step {step}")
     return axes
