@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 
-from helpers._validate import check_choice, check_int, check_real, check_rng
+from helpers._validate import check_array, check_choice, check_int, check_real, check_rng
 
 LINEAR_FNS = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
 NONLINEARITIES = (*LINEAR_FNS, "sigmoid", "tanh", "relu", "leaky_relu", "selu")
@@ -140,3 +141,128 @@ def sample_weights(
         else:
             weights.append(rng.normal(0.0, std, size=(fan_out, fan_in)))
     return weights
+
+
+def _check_chain(weights) -> list[np.ndarray]:
+    """``weights`` as a list of 2-D float arrays whose shapes chain: ``W_{l+1}.shape[1] == W_l.shape[0]``."""
+    if isinstance(weights, np.ndarray) or not isinstance(weights, (list, tuple)) or not weights:
+        raise TypeError("weights must be a non-empty list of 2-D arrays [fan_out, fan_in], first layer first")
+    weights = [check_array(f"weights[{i}]", w, ndim=2) for i, w in enumerate(weights)]
+    for i in range(1, len(weights)):
+        if weights[i].shape[1] != weights[i - 1].shape[0]:
+            raise ValueError(f"weights[{i}] has fan_in {weights[i].shape[1]}, but weights[{i - 1}] "
+                             f"has fan_out {weights[i - 1].shape[0]}")
+    return weights
+
+
+def log_singular_values(weights, *, max_sweeps: int = 60, tol: float = 1e-7) -> np.ndarray:
+    """Natural logs of the singular values of ``P = W_L ⋯ W_1``, without ever forming ``P``.
+
+    Forming ``P`` and calling ``svd`` loses every singular value below about ``1e-16 · σ_max``
+    (float64 round-off). Here the product is carried as ``Q · R`` (orthonormal ``Q``, triangular
+    ``R``), re-factorized after each layer, so that ``log σ`` is a *sum* of ``log |diag R_l|``:
+    orthogonal (subspace) iteration on ``PᵀP`` run through the layers, forward/backward sweeps until
+    no log changes by more than ``tol`` (at most ``max_sweeps``). Well-separated singular values
+    (a deep product) converge in tens of sweeps; close ones (a shallow product) more slowly.
+    Returns the ``min`` over all layer sizes (the most there can be that are nonzero) logs, largest first.
+    """
+    weights = _check_chain(weights)
+    max_sweeps = check_int("max_sweeps", max_sweeps, minimum=1)
+    tol = check_real("tol", tol, positive=True)
+    backward = [w.T for w in weights[::-1]]
+    rank = min(min(w.shape) for w in weights)  # P has at most this many nonzero singular values
+    q = np.eye(weights[0].shape[1])[:, :rank]
+    logs = np.full(rank, np.inf)
+    for _ in range(max_sweeps):
+        previous, logs = logs, np.zeros(rank)
+        for w in weights:  # P q = Q_L R_L ⋯ R_1
+            q, r = np.linalg.qr(w @ q)
+            logs += np.log(np.abs(np.diag(r)))
+        for w in backward:  # Pᵀ Q_L: the next sweep starts from the right singular directions so far
+            q, _ = np.linalg.qr(w @ q)
+        if np.max(np.abs(logs - previous)) < tol:
+            break
+    return np.sort(logs)[::-1]
+
+
+@dataclass(frozen=True)
+class LinearTask:
+    """A regression task ``y ≈ P x`` by its moments (all that a linear model's squared loss needs).
+
+    ``input_cov = E[x xᵀ]`` ``[d_in, d_in]``, ``cross_cov = E[y xᵀ]`` ``[d_out, d_in]``,
+    ``output_moment = E[||y||²]``; the loss of ``P`` is ``½ E||y − P x||²``.
+    """
+
+    input_cov: np.ndarray
+    cross_cov: np.ndarray
+    output_moment: float
+
+    @classmethod
+    def from_data(cls, x, y) -> LinearTask:
+        """Moments of the rows of ``x [n, d_in]`` and ``y [n, d_out]``."""
+        x, y = check_array("x", x, ndim=2), check_array("y", y, ndim=2)
+        if len(x) != len(y):
+            raise ValueError(f"x and y must have the same number of rows, got {len(x)} and {len(y)}")
+        return cls(x.T @ x / len(x), y.T @ x / len(x), float(np.mean(np.sum(y**2, axis=1))))
+
+    def loss(self, product) -> float:
+        """``½ E||y − P x||² = ½ tr(P Σxx Pᵀ) − tr(Σyx Pᵀ) + ½ E||y||²``."""
+        return float(0.5 * np.sum((product @ self.input_cov) * product) - np.sum(self.cross_cov * product)
+                     + 0.5 * self.output_moment)
+
+    def best_loss(self) -> float:
+        """The least-squares optimum over all linear maps (what a deep linear net can reach at best)."""
+        return self.loss(np.linalg.lstsq(self.input_cov, self.cross_cov.T, rcond=None)[0].T)
+
+
+def train_deep_linear(weights, task: LinearTask, *, lr: float, max_steps: int, target: float | None = None):
+    """Full-batch gradient descent on ``task.loss(W_L ⋯ W_1)`` (a deep linear network, no biases).
+
+    ``dL/dW_l = (W_L ⋯ W_{l+1})ᵀ (P Σxx − Σyx) (W_{l−1} ⋯ W_1)ᵀ`` (Saxe et al. 2014, eq. 13).
+    Stops after ``max_steps`` steps, at the first loss ``<= target``, or when the loss stops being
+    finite or exceeds 1e6 (diverged). ``weights`` are not modified. Returns the loss before each
+    step taken plus the last one, ``[steps_taken + 1]``.
+    """
+    weights = [w.copy() for w in _check_chain(weights)]
+    if not isinstance(task, LinearTask):
+        raise TypeError(f"task must be a LinearTask, got {type(task).__name__}")
+    lr = check_real("lr", lr, positive=True)
+    max_steps = check_int("max_steps", max_steps, minimum=0)
+    target = -math.inf if target is None else check_real("target", target)
+    losses = []
+    for _ in range(max_steps + 1):
+        below = [np.eye(weights[0].shape[1])]  # below[l] = W_{l-1} ⋯ W_1
+        for w in weights[:-1]:
+            below.append(w @ below[-1])
+        product = weights[-1] @ below[-1]
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging run may overflow: stop below
+            losses.append(task.loss(product))
+        if len(losses) > max_steps or losses[-1] <= target or not losses[-1] < 1e6:
+            break
+        upstream = product @ task.input_cov - task.cross_cov  # (W_L ⋯ W_{l+1})ᵀ G, built downwards
+        for layer in range(len(weights) - 1, -1, -1):
+            grad = upstream @ below[layer].T
+            upstream = weights[layer].T @ upstream
+            weights[layer] -= lr * grad
+    return np.array(losses)
+
+
+def steps_to_loss(weights, task: LinearTask, *, lrs, target: float, max_steps: int):
+    """Fewest full-batch steps of ``train_deep_linear`` to reach ``loss <= target``, over learning rates ``lrs``.
+
+    Saxe et al. (2014) tuned the rate separately for each depth and init and reported the fastest;
+    so does this. Each run is cut off at the best count found so far (it can only lose).
+    Returns ``(steps, lr)``, or ``(None, None)`` if no rate gets there within ``max_steps``.
+    """
+    lrs = check_array("lrs", lrs, ndim=1)
+    if lrs.size == 0 or np.any(lrs <= 0):
+        raise ValueError("lrs must be a non-empty list of positive learning rates")
+    best_steps, best_lr = None, None
+    for lr in sorted(lrs, reverse=True):
+        cap = max_steps if best_steps is None else best_steps - 1
+        if cap < 0:
+            break
+        losses = train_deep_linear(weights, task, lr=float(lr), max_steps=cap, target=target)
+        if losses[-1] <= target:
+            best_steps, best_lr = len(losses) - 1, float(lr)
+    return best_steps, best_lr

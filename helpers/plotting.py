@@ -334,3 +334,32 @@ def loss_surface(x_values, y_values, values, *, paths=None, ax=None, log: bool =
     if paths:
         ax.legend(frameon=True, fontsize="small", loc="upper left")
     return ax
+
+
+def log_magnitude_histograms(samples, *, names=None, ax=None, xlabel: str = "log10 |value|", bins: int = 60):
+    """Per-layer histograms of ``log10 |value|`` on one shared range (notebook 02).
+
+    For values whose scale differs by decades between layers (back-propagated gradients): on a linear
+    axis the smallest layer is a spike; on a log axis every layer keeps its shape and a factor of 10
+    is a shift by 1. ``samples``: list of 1-D arrays, one per layer (zeros are left out); the legend
+    gives each layer's rms.
+    """
+    if not isinstance(samples, (list, tuple)) or not samples:
+        raise TypeError("samples must be a non-empty list of 1-D arrays, one per layer")
+    samples = [check_array(f"samples[{i}]", s, ndim=1) for i, s in enumerate(samples)]
+    if names is not None and len(names) != len(samples):
+        raise ValueError(f"names must have {len(samples)} entries, got {len(names)}")
+    logs = [np.log10(np.abs(s[s != 0])) for s in samples]
+    if any(values.size == 0 for values in logs):
+        raise ValueError("every layer needs at least one non-zero value")
+    lo = min(np.percentile(values, 0.5) for values in logs)
+    hi = max(np.percentile(values, 99.5) for values in logs)
+    ax = _axes(ax)
+    colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(samples)))
+    for i, (values, raw, color) in enumerate(zip(logs, samples, colors)):
+        label = (names[i] if names is not None else f"layer {i + 1}") + f": rms {np.sqrt(np.mean(raw**2)):.2g}"
+        ax.hist(values, bins=bins, range=(lo, hi), density=True, histtype="step", color=color, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.legend(frameon=False, fontsize="small")
+    return ax

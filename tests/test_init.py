@@ -108,3 +108,123 @@ def test_orthogonal_and_constant_weights():
     assert init.weight_std("orthogonal", 30, 10, gain=2.0) == pytest.approx(np.sqrt(np.mean(wide**2)), rel=1e-12)
     (const,) = init.sample_weights([4, 3], "constant", rng, gain=2.0)
     np.testing.assert_array_equal(const, np.full((3, 4), 0.5))
+
+
+def _orthogonal(n, rng):
+    q, r = np.linalg.qr(rng.standard_normal((n, n)))
+    return q * np.sign(np.diag(r))
+
+
+def test_log_singular_values_match_svd_where_svd_is_exact():
+    rng = np.random.default_rng(1)
+    weights = [rng.standard_normal(shape) for shape in [(8, 6), (9, 8), (5, 9)]]  # P is 5 x 6
+    direct = np.linalg.svd(weights[2] @ weights[1] @ weights[0], compute_uv=False)
+    ours = init.log_singular_values(weights, max_sweeps=2000, tol=1e-13)
+    np.testing.assert_allclose(ours, np.log(direct), atol=1e-8)
+
+
+def test_log_singular_values_keep_what_the_direct_product_loses():
+    # W_l = U_l D U_{l-1}^T, so P = U_L D^L U_0^T has singular values d_i^L exactly: 1e-40 ... 1e40
+    rng, depth, d = np.random.default_rng(2), 40, np.logspace(-1, 1, 6)
+    frames = [_orthogonal(6, rng) for _ in range(depth + 1)]
+    weights = [frames[i + 1] @ np.diag(d) @ frames[i].T for i in range(depth)]
+    exact = np.sort(depth * np.log(d))[::-1]
+    np.testing.assert_allclose(init.log_singular_values(weights), exact, atol=1e-6)
+    direct = np.linalg.svd(np.linalg.multi_dot(weights[::-1]), compute_uv=False)
+    assert direct.min() > 1e20 * np.exp(exact[-1])  # the direct SVD is lost in round-off
+
+
+def test_log_singular_values_sum_to_log_det_and_vanish_for_orthogonal_weights():
+    rng = np.random.default_rng(3)
+    gaussian = init.sample_weights([32] * 51, "fan_in", rng)
+    log_det = sum(np.linalg.slogdet(w)[1] for w in gaussian)
+    assert init.log_singular_values(gaussian).sum() == pytest.approx(log_det, rel=1e-10)
+    orthogonal = init.sample_weights([32] * 51, "orthogonal", rng)
+    np.testing.assert_allclose(init.log_singular_values(orthogonal), 0.0, atol=1e-10)
+
+
+def _regression(rng, n=200, d_in=5, d_out=3):
+    x = rng.standard_normal((n, d_in))
+    return x, x @ rng.standard_normal((d_in, d_out)) + 0.5 * rng.standard_normal((n, d_out))
+
+
+def test_linear_task_loss_is_the_data_loss_and_best_loss_is_least_squares():
+    rng = np.random.default_rng(4)
+    x, y = _regression(rng)
+    task = init.LinearTask.from_data(x, y)
+    product = rng.standard_normal((3, 5))
+    assert task.loss(product) == pytest.approx(0.5 * np.mean(np.sum((y - x @ product.T) ** 2, axis=1)), rel=1e-12)
+    solution = np.linalg.lstsq(x, y, rcond=None)[0]
+    assert task.best_loss() == pytest.approx(0.5 * np.mean(np.sum((y - x @ solution) ** 2, axis=1)), rel=1e-10)
+
+
+def test_train_deep_linear_takes_torchs_gradient_steps():
+    rng = np.random.default_rng(5)
+    x, y = _regression(rng)
+    weights = init.sample_weights([5, 7, 6, 3], "fan_in", rng)
+    before = [w.copy() for w in weights]
+    losses = init.train_deep_linear(weights, init.LinearTask.from_data(x, y), lr=0.05, max_steps=3)
+    params = [torch.tensor(w, requires_grad=True) for w in weights]
+    optimizer = torch.optim.SGD(params, lr=0.05)
+    expected = []
+    for _ in range(4):
+        out = torch.tensor(x) @ params[0].T @ params[1].T @ params[2].T
+        loss = 0.5 * ((torch.tensor(y) - out) ** 2).sum(dim=1).mean()
+        expected.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    np.testing.assert_allclose(losses, expected, rtol=1e-12)
+    for w, w0 in zip(weights, before):
+        np.testing.assert_array_equal(w, w0)  # the caller's weights are not modified
+
+
+def test_train_deep_linear_stops_at_the_target_or_when_it_diverges():
+    rng = np.random.default_rng(6)
+    x, y = _regression(rng)
+    task = init.LinearTask.from_data(x, y)
+    weights = init.sample_weights([5, 8, 3], "orthogonal", rng)
+    full = init.train_deep_linear(weights, task, lr=0.05, max_steps=300)
+    target = full[0] - 0.5 * (full[0] - full[-1])
+    stopped = init.train_deep_linear(weights, task, lr=0.05, max_steps=300, target=target)
+    first = int(np.argmax(full <= target))
+    np.testing.assert_array_equal(stopped, full[: first + 1])
+    diverged = init.train_deep_linear(weights, task, lr=50.0, max_steps=300)
+    assert len(diverged) < 300 and not diverged[-1] < 1e6
+
+
+def test_steps_to_loss_is_the_fastest_rate_of_the_grid():
+    rng = np.random.default_rng(7)
+    x, y = _regression(rng)
+    task = init.LinearTask.from_data(x, y)
+    weights = init.sample_weights([5, 8, 8, 3], "fan_in", rng)
+    target = task.best_loss() + 0.1 * (task.output_moment / 2 - task.best_loss())
+    lrs = [0.4, 0.2, 0.1, 0.05, 0.02]
+    counts = {}
+    for lr in lrs:
+        losses = init.train_deep_linear(weights, task, lr=lr, max_steps=2000, target=target)
+        if losses[-1] <= target:
+            counts[lr] = len(losses) - 1
+    fastest = min(counts, key=counts.get)
+    assert init.steps_to_loss(weights, task, lrs=lrs, target=target, max_steps=2000) == (counts[fastest], fastest)
+    assert init.steps_to_loss(weights, task, lrs=[1e-6], target=target, max_steps=5) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "call, error, name",
+    [
+        (lambda: init.log_singular_values(np.eye(3)), TypeError, "weights"),
+        (lambda: init.log_singular_values([np.eye(3), np.eye(4)]), ValueError, r"weights\[1\]"),
+        (lambda: init.log_singular_values([np.ones(3)]), ValueError, r"weights\[0\]"),
+        (lambda: init.log_singular_values([np.eye(3)], max_sweeps=0), ValueError, "max_sweeps"),
+        (lambda: init.LinearTask.from_data(np.ones((3, 2)), np.ones((4, 1))), ValueError, "rows"),
+        (lambda: init.train_deep_linear([np.eye(2)], "task", lr=0.1, max_steps=1), TypeError, "task"),
+        (lambda: init.train_deep_linear([np.eye(2)], init.LinearTask(np.eye(2), np.eye(2), 2.0), lr=0.0, max_steps=1),
+         ValueError, "lr"),
+        (lambda: init.steps_to_loss([np.eye(2)], init.LinearTask(np.eye(2), np.eye(2), 2.0), lrs=[], target=0.1,
+                                    max_steps=1), ValueError, "lrs"),
+    ],
+)
+def test_deep_linear_helpers_reject_bad_input(call, error, name):
+    with pytest.raises(error, match=name):
+        call()
