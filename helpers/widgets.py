@@ -184,6 +184,10 @@ class InitExplorer(_Explorer):
         plotting.norms_by_layer(self.stats.activation_std, ax=std_ax, label="activation std", ylabel="std")
         plotting.norms_by_layer(self.stats.activation_grad_std, ax=std_ax, label="gradient std", ylabel="std")
         std_ax.set_xlabel("hidden layer (0 = first)")
+        setting = f"{self.scheme.value} init, {self.activation.value}, width {self.width.value}"
+        hist_ax.set_title(f"Activations of {len(shown)} of {len(self.stats.names)} layers ({setting})",
+                          fontsize="medium")
+        std_ax.set_title("Std of activations and of dL/dh, per layer", fontsize="medium")
         self.image.value = _png(figure)
         first, last = self.stats.activation_std[0], self.stats.activation_std[-1]
         self.readout.value = (
