@@ -370,10 +370,13 @@ def diagnose(log: TrainingLog) -> list[Finding]:
 
     exploding: a non-finite gradient, a layer's gradient ``EXPLODING_RATIO`` x the last layer's, or
     ``EXPLODING_GROWTH`` x its own at the start; vanishing: a layer's gradient below ``VANISHING_RATIO`` x the
-    last layer's (exactly 0 counts as not learning, not vanishing); dead: ``dead_fraction > DEAD_SHARE`` or,
+    last layer's (exactly 0 counts as not learning, not vanishing); dead: ``dead_fraction > DEAD_SHARE`` (after
+    ReLU, sigmoid or tanh) or,
     for sigmoid/tanh, ``saturated_fraction > SATURATED_SHARE``; update_ratio: outside
     ``[UPDATE_RATIO_LOW, UPDATE_RATIO_HIGH]``; not_learning: gradient exactly 0 or update ratio below
     ``NOT_LEARNING_RATIO``. All but non-finite values must hold on ``PERSIST`` consecutive records.
+    "The last layer" is the last watched module in ``model.modules()`` order (the output layer of an
+    ``nn.Sequential``). One finding per kind, layer and first step; earliest first.
     """
     if not isinstance(log, TrainingLog):
         raise TypeError(f"log must be a TrainingLog from monitor.watch, got {type(log).__name__}")
@@ -416,6 +419,7 @@ def diagnose(log: TrainingLog) -> list[Finding]:
                     "far above ~1e-3: the learning rate is too large")
     found += _first((ratio < UPDATE_RATIO_LOW) & (ratio >= NOT_LEARNING_RATIO), ratio, log, "update_ratio",
                     UPDATE_RATIO_LOW, "{layer}: each step changes the weights by only {value:.2g} of their norm at "
-                    "step {step}{others}, far below ~1e-3: the learning rate is too small (or the gradient vanished)")
+                    "step {step}{others}, far below ~1e-3: the learning rate is too small (or the gradient vanished, "
+                    "or training has converged)")
     unique = {(f.kind, f.layer, f.step): f for f in reversed(found)}  # two rules, one event: keep the first
     return sorted(unique.values(), key=lambda f: (f.step, KINDS.index(f.kind)))

@@ -354,6 +354,15 @@ def test_each_rule_fires_at_its_threshold_only_when_it_persists():
     grad[6:, 1] = [2e3, 1e4, 1e6, 1e8, np.inf, np.nan]
     kinds = [(f.kind, f.step, f.layer) for f in monitor.diagnose(_synthetic(grad))]
     assert kinds == [("exploding", 60, "1 (Linear)"), ("exploding", 100, "1 (Linear)")]
+    # each exploding rule alone: all layers growing together (no spread), or a spread with no growth
+    grad = healthy.copy()
+    grad[3:] = 10.0 ** np.arange(1, 10)[:, None] * np.ones(3)
+    ((kind, step, message),) = [(f.kind, f.step, f.message) for f in monitor.diagnose(_synthetic(grad))]
+    assert kind == "exploding" and step == 60 and "grew" in message  # 10^4 from record 6 on, PERSIST records
+    grad = healthy.copy()
+    grad[:, 0] = 2 * monitor.EXPLODING_RATIO
+    ((kind, step, message),) = [(f.kind, f.step, f.message) for f in monitor.diagnose(_synthetic(grad))]
+    assert kind == "exploding" and step == 0 and "towards the input" in message
     # dead (ReLU) and saturated (tanh only)
     dead = np.zeros((12, 3))
     dead[:, 1] = monitor.DEAD_SHARE + 0.01
