@@ -236,6 +236,7 @@ def _per_layer_over_steps(log, values, ax, ylabel, title):
     for k, (name, column, color) in enumerate(zip(log.layer_names, values.T, colors)):
         ax.plot(log.steps, column, color=color, lw=1, label=name if k in labelled else None)
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
