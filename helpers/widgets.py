@@ -461,3 +461,57 @@ class NormalizationExplorer(_Explorer):
             f"gradient ratio ||dL/dh<sub>0</sub>|| / ||dL/dh<sub>L</sub>|| = <b>{p.grad_norm[0] / p.grad_norm[-1]:.3g}</b>; "
             f"forward growth mean(h<sub>L</sub>²) / mean(h<sub>0</sub>²) = <b>{p.second_moment[-1] / p.second_moment[0]:.3g}</b>"
         )
+
+
+class RecurrentExplorer(_Explorer):
+    """Cell, sequence length, init, ``W_hh`` scale and forget bias → ``||dL/dh_t||`` over t (notebook 07).
+
+    ``explorer.profile`` holds the ``recurrent.Profile`` drawn (torch cell, float64, loss on the last step,
+    weights and inputs drawn from ``seed``). Settings a cell does not have are ignored and the readout says so:
+    the forget bias for the vanilla cell (on a GRU it sets the update gate), chrono for anything but the LSTM.
+    """
+
+    def __init__(self, *, seed: int = 0, hidden_size: int = 32, batch: int = 8):
+        self.seed = check_int("seed", seed, minimum=0)
+        self.hidden_size = check_int("hidden_size", hidden_size, minimum=2)
+        self.batch = check_int("batch", batch, minimum=1)
+        self.cell = widgets.Dropdown(options=list(recurrent.CELLS), value="lstm", description="cell")
+        self.init = widgets.Dropdown(options=list(recurrent.INITS), value="default", description="init")
+        self.length = widgets.IntSlider(value=100, min=10, max=200, step=10, description="length")
+        self.scale = widgets.FloatSlider(value=1.0, min=0.25, max=3.0, step=0.05, description="W_hh scale")
+        self.forget_bias = widgets.Dropdown(options=["torch default", -1.0, 0.0, 1.0, 2.0, 3.0, 5.0],
+                                            value="torch default", description="forget bias")
+        self._assemble([[self.cell, self.init, self.forget_bias], [self.length, self.scale]])
+        self.profile = None
+        self.update()
+
+    def settings(self) -> tuple[dict, list[str]]:
+        """The ``gradient_profile`` keyword arguments for the current controls and notes on ignored settings."""
+        cell, init, bias, notes = self.cell.value, self.init.value, self.forget_bias.value, []
+        if init == "chrono" and cell != "lstm":
+            init, notes = "default", notes + ["chrono init is for the LSTM: torch's default used"]
+        if bias != "torch default" and cell == "rnn":
+            bias, notes = "torch default", notes + ["a vanilla RNN has no forget gate: bias ignored"]
+        if init == "chrono" and bias != "torch default":
+            bias, notes = "torch default", notes + ["chrono sets the forget bias itself: bias ignored"]
+        return dict(cell=cell, init=init, steps=self.length.value, scale=self.scale.value,
+                    forget_bias=None if bias == "torch default" else float(bias), t_max=float(self.length.value),
+                    hidden_size=self.hidden_size, batch=self.batch), notes
+
+    def compute(self):
+        kwargs, _ = self.settings()
+        return recurrent.gradient_profile(generator=torch.Generator().manual_seed(self.seed), **kwargs)
+
+    def update(self) -> None:
+        self.profile = p = self.compute()
+        _, notes = self.settings()
+        series = {"||dL/dh_t||": p.grad_h}
+        if p.grad_c is not None:
+            series.update({"||dL/dc_t|| (cell state)": p.grad_c, "forget gates alone (carousel)": p.carousel})
+        figure = Figure(figsize=(6.5, 3.4), layout="constrained")
+        plotting.through_time(series, ax=figure.add_subplot(), ylabel="norm / norm at the last step")
+        self.image.value = _png(figure)
+        gate_name = "forget" if self.cell.value == "lstm" else "update"
+        gate = "" if p.gate_mean is None else f", mean {gate_name} gate {p.gate_mean:.2f}"
+        self.readout.value = (f"<b>||dL/dh<sub>0</sub>|| / ||dL/dh<sub>T</sub>|| = {p.grad_h[0] / p.grad_h[-1]:.2g}</b> "
+                              f"(factor per step {p.measured_factor:.3f}{gate})" + "".join(f"; {n}" for n in notes))

@@ -46,6 +46,7 @@ SLIDER_TO_MOVE = {
     "03_gradient_checking": "eps",
     "04_l2_and_dropout": "dropout p",
     "05_gradient_clipping": "lr",
+    "07_recurrent_networks": "length",
     "06_normalization_and_residuals": "depth",
 }
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
