@@ -165,10 +165,11 @@ def through_time(series: dict, *, ax=None, ylabel: str = "||dL/dh_t|| / ||dL/dh_
     return ax
 
 
-def factor_against(x, measured, *, labels=None, predicted=None, ax=None, xlabel: str = "x",
-                   ylabel: str = "factor per time step", diagonal: bool = False):
-    """Measured per-step factors (dots, optionally labelled) against ``x``, with an optional predicted curve,
-    the line ``factor = 1`` (growth above, decay below) and, with ``diagonal``, the line ``factor = x``. Notebook 07.
+def factor_against(x, measured, *, labels=None, predicted=None, predicted_label: str = "predicted", ax=None,
+                   xlabel: str = "x", ylabel: str = "factor per time step", diagonal: bool = False):
+    """Measured per-step factors (dots, optionally labelled) against ``x``, with an optional predicted curve
+    (dashed, ``predicted_label``), the line ``factor = 1`` (growth above, decay below) and, with ``diagonal``,
+    the line ``factor = x``. Notebook 07.
     """
     x, measured = check_array("x", x, ndim=1), check_array("measured", measured, ndim=1)
     if x.shape != measured.shape:
@@ -178,7 +179,7 @@ def factor_against(x, measured, *, labels=None, predicted=None, ax=None, xlabel:
         predicted = check_array("predicted", predicted, ndim=1)
         if predicted.shape != x.shape:
             raise ValueError(f"predicted must have shape {x.shape}, got {predicted.shape}")
-        ax.plot(x, predicted, "--", color="0.3", label="predicted")
+        ax.plot(x, predicted, "--", color="0.3", label=predicted_label)
     ax.plot(x, measured, "o", ms=5, label="measured")
     for xi, yi, label in zip(x, measured, labels or []):
         ax.annotate(str(label), (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize="small")
@@ -362,53 +363,5 @@ def log_magnitude_histograms(samples, *, names=None, ax=None, xlabel: str = "log
         ax.hist(values, bins=bins, range=(lo, hi), density=True, histtype="step", color=color, label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
-    ax.legend(frameon=False, fontsize="small")
-    return ax
-
-
-def through_time(series: dict, *, ax=None, ylabel: str = "||dL/dh_t|| / ||dL/dh_T||", normalize: bool = True):
-    """Gradient norms over time steps on a log axis, one curve per entry of ``series`` (name → ``[T+1]`` norms
-    for ``t = 0..T``, loss on step ``T``). ``normalize``: divide each curve by its last value. Zeros (e.g. before
-    the cut of truncated BPTT) are left out of the log plot. Notebook 07.
-    """
-    if not isinstance(series, dict) or not series:
-        raise TypeError("series must be a non-empty dict of name -> 1-D array")
-    ax = _axes(ax)
-    for name, values in series.items():
-        values = check_array(f"series[{name!r}]", values, ndim=1)
-        if normalize and values[-1] > 0:
-            values = values / values[-1]
-        ax.semilogy(np.arange(len(values)), np.where(values > 0, values, np.nan), label=name)
-    ax.set_xlabel("time step t (loss on the last step)")
-    ax.set_ylabel(ylabel)
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(frameon=False, fontsize="small")
-    return ax
-
-
-def factor_against(x, measured, *, labels=None, predicted=None, predicted_label: str = "predicted", ax=None,
-                   xlabel: str = "x", ylabel: str = "factor per time step", diagonal: bool = False):
-    """Measured per-step factors (dots, optionally labelled) against ``x``, with an optional predicted curve
-    (dashed, ``predicted_label``), the line ``factor = 1`` (growth above, decay below) and, with ``diagonal``,
-    the line ``factor = x``. Notebook 07.
-    """
-    x, measured = check_array("x", x, ndim=1), check_array("measured", measured, ndim=1)
-    if x.shape != measured.shape:
-        raise ValueError(f"measured must have shape {x.shape}, got {measured.shape}")
-    ax = _axes(ax)
-    if predicted is not None:
-        predicted = check_array("predicted", predicted, ndim=1)
-        if predicted.shape != x.shape:
-            raise ValueError(f"predicted must have shape {x.shape}, got {predicted.shape}")
-        ax.plot(x, predicted, "--", color="0.3", label=predicted_label)
-    ax.plot(x, measured, "o", ms=5, label="measured")
-    for xi, yi, label in zip(x, measured, labels or []):
-        ax.annotate(str(label), (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize="small")
-    ax.axhline(1.0, color="0.6", lw=0.8, ls=":")
-    if diagonal:
-        ax.plot([x.min(), 1.0], [x.min(), 1.0], color="0.6", lw=0.8, label="factor = x")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(True, alpha=0.3)
     ax.legend(frameon=False, fontsize="small")
     return ax

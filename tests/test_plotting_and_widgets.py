@@ -330,27 +330,3 @@ def test_per_block_draws_measured_and_dashed_predictions():
         plotting.per_block({"a": np.ones(3)}, predicted={"c": np.ones(3)})
     with pytest.raises(ValueError, match="shape"):
         plotting.per_block({"a": np.ones(3)}, predicted={"a": np.ones(2)})
-
-
-def test_recurrent_explorer_follows_cell_init_and_forget_bias():
-    explorer = widgets.RecurrentExplorer(seed=0, hidden_size=16, batch=4)
-    explorer.length.value = 60
-    assert explorer.profile.grad_h.shape == (61,) and explorer.profile.grad_c.shape == (61,)
-    default_profile = explorer.profile.grad_h.copy()
-    default_ratio = default_profile[0] / default_profile[-1]
-    first_png = explorer.image.value
-    explorer.forget_bias.value = 5.0  # forget gate ~0.99: the cell state carries the gradient
-    assert explorer.profile.gate_mean > 0.98 and explorer.image.value != first_png
-    assert explorer.profile.grad_h[0] / explorer.profile.grad_h[-1] > 1e6 * default_ratio
-    explorer.cell.value = "rnn"  # no forget gate: the bias is ignored and the readout says so
-    assert explorer.profile.grad_c is None and "ignored" in explorer.readout.value
-    explorer.init.value, explorer.scale.value = "orthogonal", 1.0
-    assert explorer.profile.spectral_radius == pytest.approx(1.0)
-    assert f"{explorer.profile.measured_factor:.3f}" in explorer.readout.value
-    explorer.init.value = "chrono"
-    assert explorer.settings()[0]["init"] == "default" and "chrono" in explorer.readout.value
-    again = widgets.RecurrentExplorer(seed=0, hidden_size=16, batch=4)
-    again.length.value = 60
-    np.testing.assert_array_equal(again.profile.grad_h, default_profile)  # same settings, same weights and inputs
-    with pytest.raises(ValueError, match="hidden_size"):
-        widgets.RecurrentExplorer(hidden_size=1)
