@@ -176,6 +176,7 @@ class _Recorder:
         self.backward_seen = True
         if self.recording:
             grad = p.grad.detach()
+            grad = grad.coalesce().values() if grad.is_sparse else grad  # nn.Embedding(sparse=True)
             self.squares[i] = (grad**2).sum()
             if i in self.watched:
                 self.grad_norms[i] = torch.linalg.vector_norm(grad)

@@ -130,11 +130,12 @@ def test_gradient_accumulation_records_the_accumulated_gradient_before_clipping(
         total = torch.sqrt(sum((p.grad**2).sum() for p in model.parameters())).item()
         nn.utils.clip_grad_norm_(model.parameters(), 1e-3)
         opt.step()
-    expected = _by_hand(model, x, target, lr=0.0, steps=1)  # (weights moved, so only compare with `full`)
-    assert len(expected) == 1 and log.steps.tolist() == [0]
-    np.testing.assert_allclose(log.grad_norm[0], full, rtol=RTOL_FLOAT64)
+    assert log.steps.tolist() == [0]
+    np.testing.assert_allclose(log.grad_norm[0], full, rtol=RTOL_FLOAT64)  # both micro-batches, before clipping
     np.testing.assert_allclose(log.total_grad_norm[0], total, rtol=RTOL_FLOAT64)
-    assert np.all(log.update_ratio[0] < 1e-3 * 0.01 / 0.001)  # the clipped step is what moved the weights
+    assert total > 1.0  # so clipping to 1e-3 really shrank the step
+    # the update is the clipped step's: ||ΔW|| <= lr * max_norm (plus round-off)
+    np.testing.assert_array_less(log.update_ratio[0] * log.weight_norm[0], 0.01 * 1e-3 * (1 + 1e-9))
 
 
 # ---------------------------------------------------------------- every layer type
