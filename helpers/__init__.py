@@ -2,7 +2,7 @@
 
 Shared modules: ``seeding`` (``seed_everything``), ``data``, ``models``, ``stats``, ``layers`` (a from-scratch
 numpy MLP), ``plotting``, ``widgets``. Topic modules, in notebook order: ``chain`` (01), ``init`` (02),
-``gradcheck`` (03), ``regularization`` (04), ``clipping`` (05),
+``gradcheck`` (03), ``regularization`` (04), ``clipping`` (05), ``normalization`` and ``residual`` (06),
 ``recurrent`` and ``adding`` (07).
 """
 

@@ -225,3 +225,22 @@ def test_relu_backward_norms_match_autograd_and_keep_the_mean_square():
     np.testing.assert_allclose(norms[:, 0], grad.norm(dim=(1, 2)).numpy(), rtol=1e-12)
     with pytest.raises(TypeError, match="generator"):
         residual.relu_backward_norms(8, 2, 3, None)
+
+
+def test_more_bad_input_is_rejected_with_the_argument_named():
+    model = residual.deep_net(2, 4, 1, 2)
+    x, y = np.ones((8, 2)), np.zeros(8, dtype=int)
+    with pytest.raises(ValueError, match="lr"):
+        normalization.train_recording_inputs(model, x, y, steps=1, lr=0.0, batch_size=4, generator=torch.Generator())
+    with pytest.raises(TypeError, match="generator"):
+        normalization.train_recording_inputs(model, x, y, steps=1, lr=0.1, batch_size=4, generator=None)
+    with pytest.raises(ValueError, match="features"):
+        normalization.initial_running_stats(0)
+    with pytest.raises(ValueError, match="alpha"):
+        residual.predicted_variance(3, -1.0, 1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        residual.deep_net(2, 4, 1, 2, residual=True, alpha=-0.5)
+    with pytest.raises(ValueError, match="order"):
+        residual.deep_net(2, 4, 1, 2, order="middle")
+    with pytest.raises(ValueError, match="x must be"):
+        residual.profile(model, np.ones((3, 2)), np.zeros(2, dtype=int))
