@@ -276,6 +276,8 @@ def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *, e
     ``sample_steps``: steps at which to keep up to ``max_samples`` values of each layer's ``h`` and ``dL/dh``
     (for ``plotting.activation_histograms``). Forward passes under ``torch.no_grad()`` (evaluation) are ignored.
     Hooks are removed on exit, also if the block raises; nothing changes the training itself.
+    Cost (``python scripts/benchmark.py --monitor-overhead``, 10 ReLU layers of 128, batch 64, CPU): about
+    2.4x an unmonitored step with ``every=1``, 1.2x with ``every=10``; it is per layer, not per example.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")

@@ -114,6 +114,12 @@ def test_without_optimizer_one_record_per_backward_pass_and_evaluation_passes_ar
                 model(xt * 100)  # an evaluation pass: not part of the step
     np.testing.assert_array_equal(log.steps, [0, 1, 2, 3])
     assert np.all(np.isnan(log.update_ratio))
+    with monitor.watch(model, every=2) as sparse:
+        for _ in range(5):
+            model.zero_grad()
+            (0.5 * ((model(xt) - tt) ** 2).sum()).backward()
+    np.testing.assert_array_equal(sparse.steps, [0, 2, 4])
+    np.testing.assert_array_equal(sparse.grad_norm, log.grad_norm[[0, 0, 0]])  # same weights every pass
     np.testing.assert_allclose(log.grad_norm[-1], expected["grad_norm"], rtol=RTOL_FLOAT64)
     np.testing.assert_allclose(log.activation_mean[-1], expected["activation_mean"], rtol=RTOL_FLOAT64)
 
@@ -331,6 +337,14 @@ def _synthetic(grad, ratio=None, dead=None, saturated=None, activations=None):
                 row[name] = values[i]
         log._append(10 * i, float(np.sqrt(np.nansum(grad[i] ** 2))), row)
     return log
+
+
+def test_a_long_log_keeps_every_record():
+    grad = np.arange(1.0, 601.0).reshape(200, 3)  # 200 records: the buffers grow past their first 64 rows
+    log = _synthetic(grad)
+    np.testing.assert_array_equal(log.grad_norm, grad)
+    np.testing.assert_array_equal(log.steps, 10 * np.arange(200))
+    np.testing.assert_allclose(log.total_grad_norm, np.linalg.norm(grad, axis=1))
 
 
 def test_each_rule_fires_at_its_threshold_only_when_it_persists():
