@@ -92,6 +92,9 @@ def train_adding(model: SequenceRegressor, *, length: int, steps: int, lr: float
     check_choice("optimizer", optimizer, ("adam", "sgd"))
     if clip is not None:
         clip = check_real("clip", clip, positive=True)
+    if truncate is not None:
+        truncate = check_int("truncate", truncate, minimum=1)
+    batch, n_test = check_int("batch", batch, minimum=1), check_int("n_test", n_test, minimum=1)
     x_test, y_test = (torch.from_numpy(a) for a in adding_problem(n_test, length, rng))
     params = list(model.parameters())
     opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)(params, lr=lr)

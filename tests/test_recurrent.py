@@ -252,3 +252,7 @@ def test_train_adding_learns_short_sequences_clips_and_reports_divergence():
         adding.train_adding(torch.nn.Linear(2, 1), length=4, steps=1, lr=1.0, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="clip"):
         adding.train_adding(model, length=4, steps=1, lr=1.0, rng=np.random.default_rng(0), clip=0.0)
+    with pytest.raises(ValueError, match="truncate"):
+        adding.train_adding(model, length=4, steps=1, lr=1.0, rng=np.random.default_rng(0), truncate=0)
+    with pytest.raises(ValueError, match="batch"):
+        adding.train_adding(model, length=4, steps=1, lr=1.0, rng=np.random.default_rng(0), batch=0)
