@@ -365,3 +365,26 @@ def log_magnitude_histograms(samples, *, names=None, ax=None, xlabel: str = "log
     ax.set_ylabel("density")
     ax.legend(frameon=False, fontsize="small")
     return ax
+
+
+def fix_matrix(final_losses, defects, fixes, *, threshold: float, ax=None):
+    """Final loss of each broken run (rows) under each fix (columns), as a colour grid with the value printed;
+    NaN cells read "NaN", cells below ``threshold`` (the run trains) are outlined."""
+    values = check_array("final_losses", final_losses, ndim=2, finite=False)
+    if values.shape != (len(defects), len(fixes)):
+        raise ValueError(f"final_losses must have shape ({len(defects)}, {len(fixes)}), got {values.shape}")
+    ax = _axes(ax, figsize=(10, 4))
+    shown = np.log10(np.clip(np.where(np.isfinite(values), values, np.nan), 1e-3, 1e3))
+    image = ax.imshow(shown, cmap="viridis_r", aspect="auto", vmin=np.log10(0.5), vmax=np.log10(20))
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, f"{v:.2f}" if np.isfinite(v) else "NaN", ha="center", va="center", fontsize=8,
+                color="white" if np.isfinite(v) and v < threshold else "black")
+        if np.isfinite(v) and v < threshold:
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=2))
+    ax.set_xticks(range(len(fixes)), fixes, rotation=30, ha="right")
+    ax.set_yticks(range(len(defects)), defects)
+    ax.set_xlabel("fix applied")
+    ax.set_ylabel("broken run")
+    ax.set_title(f"Final loss per broken run and fix (red: trains, loss < {threshold})")
+    ax.figure.colorbar(image, ax=ax, label="log10 final loss")
+    return ax
