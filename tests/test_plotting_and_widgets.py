@@ -182,8 +182,8 @@ def test_gradcheck_explorer_follows_eps_dtype_and_kinks():
 
 
 def test_gradcheck_explorer_keeps_its_axes_fixed_and_draws_the_predicted_optimum(monkeypatch):
-    drawn = []
-    monkeypatch.setattr(widgets, "_png", lambda figure: drawn.append(figure) or b"png")
+    drawn, render = [], widgets._png
+    monkeypatch.setattr(widgets, "_png", lambda figure: drawn.append(figure) or render(figure))
     explorer = widgets.GradCheckExplorer()
     explorer.x.value = -1.5
     explorer.dtype.value = "float32"
