@@ -20,6 +20,8 @@ SCRIPT = ROOT / "scripts" / "coursework.py"
 sys.path.insert(0, str(SCRIPT.parent))
 import coursework  # noqa: E402
 
+from tests.test_license import NOTICE  # noqa: E402
+
 NOTEBOOKS = [p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) if coursework.has_assignment(p)]
 
 # One deliberately wrong answer per notebook: (text in the reference solution, wrong text, question it breaks).
@@ -27,8 +29,47 @@ WRONG_ANSWERS = {
     "00_start_here": ("return float(np.prod(factors))", "return float(np.sum(factors))", "ex00_warmup"),
     "01_chain_rule_product": ("return ((1 - h**2) * grad_h) @ w", "return ((1 - h) * grad_h) @ w", "ex01_backward_step"),
     "02_initialization": ("return math.sqrt(2.0 / (1.0 + slope**2))", "return math.sqrt(2.0)", "ex02_leaky_gain"),
-    "03_gradient_checking": ("grad[index] = (plus - minus) / (2 * eps)", "grad[index] = (plus - minus) / eps",
-                             "ex03_centered_difference"),
+    "03_gradient_checking": [  # several typical mistakes per question: each must cost that question's points
+        ("grad[index] = (plus - minus) / (2 * eps)", "grad[index] = (plus - minus) / eps", "ex03_centered_difference"),
+        ("x[index] = original - eps\n        minus = f(x)\n        x[index] = original\n"
+         "        grad[index] = (plus - minus) / (2 * eps)", "x[index] = original\n        minus = f(x)\n"
+         "        grad[index] = (plus - minus) / eps", "ex03_centered_difference"),  # forward difference
+        ("        x[index] = original\n        grad", "        grad", "ex03_centered_difference"),  # x not restored
+        ("x[index] = original + eps\n        plus = f(x)\n        x[index] = original - eps\n        minus = f(x)\n"
+         "        x[index] = original\n", "x[index] += eps\n        plus = f(x)\n        x[index] -= 2 * eps\n"
+         "        minus = f(x)\n        x[index] += eps\n", "ex03_centered_difference"),  # round-off left in x
+        ("    grad = np.zeros_like(x)\n", "    grad = x\n", "ex03_centered_difference"),  # writes into the caller's x
+        ("    grad = np.zeros_like(x)\n", "    eps = 1e-6\n    grad = np.zeros_like(x)\n",
+         "ex03_centered_difference"),  # ignores the eps it is given
+        ("    grad = np.zeros_like(x)\n", "    return gradcheck.numerical_gradient(f, x, eps)\n",
+         "ex03_centered_difference"),  # calls the helper it is meant to write
+        ("    grad = np.zeros_like(x)\n", "    from helpers.gradcheck import numerical_gradient as helper\n"
+         "    return helper(f, x, eps)\n", "ex03_centered_difference"),  # the helper under another name
+        ("denominator = abs(numerical) + abs(analytic)", "denominator = abs(numerical + analytic)", "ex03_directional"),
+        ("denominator = abs(numerical) + abs(analytic)", "denominator = max(abs(numerical), abs(analytic))",
+         "ex03_directional"),
+        ("denominator = abs(numerical) + abs(analytic)", "denominator = abs(numerical)", "ex03_directional"),
+        ("(f(x + eps * u) - f(x - eps * u)) / (2 * eps)", "(f(x + eps * u) - f(x)) / eps", "ex03_directional"),
+        ("(f(x + eps * u) - f(x - eps * u)) / (2 * eps)", "(f(x + eps * u) - f(x - eps * u)) / eps",
+         "ex03_directional"),
+        ("return 0.0 if denominator == 0 else abs", "return abs", "ex03_directional"),  # nan for 0/0
+        ("    numerical = (f(x + eps * u) - f(x - eps * u)) / (2 * eps)\n",
+         "    x += eps * u\n    plus = f(x)\n    x -= 2 * eps * u\n    numerical = (plus - f(x)) / (2 * eps)\n",
+         "ex03_directional"),  # moves the caller's x
+        ('BUGGY_LINE = "dz2 = dh2 * (1 - h1**2)"', 'BUGGY_LINE = "dz1 = dh1 * (1 - h1**2)"', "ex03_locate_bug"),
+        ('bug_report.items() if r.verdict != "correct"}', 'bug_report.items() if r.verdict != "correct"} - {"W1", "b1"}',
+         "ex03_locate_bug"),  # only the layer with the bug, not what it propagates to
+        ("    dz2 = dh2 * (1 - h2**2)\n", "    dz2 = dh2 * (1 - h1**2)\n", "ex03_fix_backward"),  # unfixed
+        ("    dz2 = dh2 * (1 - h2**2)\n", "    dz2 = dh2 * (1 - h2)\n", "ex03_fix_backward"),  # tanh' = 1 - h
+        ('h2**2)\n    dh1 = dz2 @ params["W2"]\n    dz1 = dh1 * (1 - h1**2)\n    grads = {"W3": dlogits.T @ h2, "b3": dlogits'
+         '.sum(axis=0),\n             "W2": dz2.T @ h1,', 'h2**2)\n    dh1 = dz2 @ params["W2"]\n    dz1 = dh1 * (1 - h1**2)\n'
+         '    grads = {"W3": dlogits.T @ h2, "b3": dlogits.sum(axis=0),\n             "W2": dz2.T @ (h2 if h1.shape == h2.shape '
+         'else h1),', "ex03_fix_backward"),  # the layer's output instead of its input, where the shapes allow it
+        ("    return loss, grads\n    # END SOLUTION",
+         "    return loss, {k: gradcheck.numerical_gradient(lambda w: buggy_loss_and_grads({**params, k: w}, x, y)[0],\n"
+         "                                                  v.copy()) for k, v in params.items()}\n    # END SOLUTION",
+         "ex03_fix_backward"),  # a numerical gradient is not a fix
+    ],
     "04_l2_and_dropout": ("    return dout * keep / (1 - p)", "    return dout * keep / p", "ex04_dropout_backward"),
     "05_gradient_clipping": ("return [g * factor for g in grads], total", "return [g * factor for g in grads], max_norm",
                              "ex05_clip_global_norm"),
@@ -90,6 +131,7 @@ def test_student_build_has_no_solutions_and_no_hidden_tests(master, dist):
         assert block not in student_code, f"solution code leaked into the student build: {block!r}"
     for test in hidden_tests:
         assert test not in student_code, f"hidden test {test} leaked into the student build"
+    assert any(c.cell_type == "markdown" and NOTICE in c.source for c in student.cells), "the license notice"
     checks = [c for c in student.cells if c.cell_type == "code" and c.source.startswith("grader.check(")]
     assert len(checks) == len(questions)
     assert not any(c.cell_type == "raw" for c in student.cells)
@@ -113,9 +155,15 @@ def test_grading_reference_and_blank(master, dist):
     assert "❌" in public and "replace the ... with your code" in public, public
 
 
-def _with_wrong_answer(master_or_autograder: Path, name: str) -> dict:
-    """The notebook JSON with the one wrong answer of WRONG_ANSWERS[name] patched in."""
-    old, new, _ = WRONG_ANSWERS[name]
+def _wrong_answers(name: str) -> list:
+    """WRONG_ANSWERS[name] as a list of (text in the reference solution, wrong text, question it breaks)."""
+    entry = WRONG_ANSWERS[name]
+    return entry if isinstance(entry, list) else [entry]
+
+
+def _with_wrong_answer(master_or_autograder: Path, name: str, case: tuple | None = None) -> dict:
+    """The notebook JSON with one wrong answer (default: the first of WRONG_ANSWERS[name]) patched in."""
+    old, new, _ = case or _wrong_answers(name)[0]
     notebook = json.loads(master_or_autograder.read_text())
     hits = 0
     for cell in notebook["cells"]:
@@ -127,14 +175,14 @@ def _with_wrong_answer(master_or_autograder: Path, name: str) -> dict:
 
 
 def test_grading_one_wrong_answer_loses_exactly_that_questions_points(dist, tmp_path):
-    name = "03_gradient_checking"  # two questions and the fastest notebook to execute
+    name = "03_gradient_checking"  # four questions and the fastest notebook to execute
     master = ROOT / "notebooks" / f"{name}.ipynb"
     _, _, questions = _master_parts(master)
     wrong_path = tmp_path / "wrong" / master.name
     shutil.copytree(dist / name / "autograder", wrong_path.parent)
     wrong_path.write_text(json.dumps(_with_wrong_answer(wrong_path, name)))
     wrong = coursework.grade(name, [wrong_path], dist, debug=True)[str(wrong_path)].scores
-    broken = WRONG_ANSWERS[name][2]
+    broken = _wrong_answers(name)[0][2]
     assert wrong[broken][0] == 0, wrong
     assert all(wrong[q][0] == wrong[q][1] > 0 for q in questions if q != broken), wrong
 
@@ -143,14 +191,21 @@ def test_grading_one_wrong_answer_loses_exactly_that_questions_points(dist, tmp_
 def test_each_notebooks_tests_catch_its_wrong_answer(master, dist):
     """Cheaper than grading a whole notebook: run the broken question's autograder tests (public and hidden)
     on the notebook's imports and that question's own code cells, with the wrong answer patched in."""
+    name = master.stem
+    survivors = [case for case in _wrong_answers(name) if _score_with_wrong_answer(master, dist, case) != 0]
+    assert not survivors, f"{name}: these wrong answers still earn points: {survivors}"
+
+
+def _score_with_wrong_answer(master: Path, dist: Path, case: tuple) -> float:
     from otter.test_files import ExceptionTestFile
 
-    name = master.stem
-    broken = WRONG_ANSWERS[name][2]
-    notebook = _with_wrong_answer(master, name)
+    name, broken = master.stem, case[2]
+    notebook = _with_wrong_answer(master, name, case)
     code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
     environment: dict = {}
     exec("".join(code[1]["source"]), environment)  # the notebook's imports (code[0] installs in Colab only)
+    parameters = [c for c in code if "parameters" in c["metadata"].get("tags", [])]
+    exec("".join(parameters[0]["source"]) if parameters else "", environment)  # SEED, for seeded exercise data
     question, in_tests = None, False
     for cell in notebook["cells"]:
         source = "".join(cell["source"]).strip()
@@ -165,7 +220,7 @@ def test_each_notebooks_tests_catch_its_wrong_answer(master, dist):
             exec(source, environment)
     test_file = ExceptionTestFile.from_file(str(dist / name / "autograder" / "tests" / f"{broken}.py"))
     test_file.run(environment)
-    assert test_file.score == 0, f"{broken}: the wrong answer still earns {test_file.score} of {test_file.possible}"
+    return test_file.score
 
 
 def test_work_folder_holds_every_student_notebook_and_all_checks_and_never_overwrites_answers(dist, tmp_path):
