@@ -20,6 +20,8 @@ SCRIPT = ROOT / "scripts" / "coursework.py"
 sys.path.insert(0, str(SCRIPT.parent))
 import coursework  # noqa: E402
 
+from tests.test_license import NOTICE  # noqa: E402
+
 NOTEBOOKS = [p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) if coursework.has_assignment(p)]
 
 # One deliberately wrong answer per notebook: (text in the reference solution, wrong text, question it breaks).
@@ -72,6 +74,7 @@ WRONG_ANSWERS = {
     "05_gradient_clipping": ("return [g * factor for g in grads], total", "return [g * factor for g in grads], max_norm",
                              "ex05_clip_global_norm"),
     "07_recurrent_networks": ("delta = grad_h * (1 - hs[t] ** 2)", "delta = grad_h", "ex07_bptt_weight_hh"),
+    "08_diagnose_and_fix": ('cause_1 = "dead"', 'cause_1 = "vanishing"', "ex08_mystery_1"),
     "06_normalization_and_residuals": ("    dx = (g - g.mean(axis=0) - x_hat * (g * x_hat).mean(axis=0)) / std",
                                        "    dx = (g - g.mean(axis=0)) / std", "ex06_batchnorm_backward"),
 }
@@ -129,6 +132,7 @@ def test_student_build_has_no_solutions_and_no_hidden_tests(master, dist):
         assert block not in student_code, f"solution code leaked into the student build: {block!r}"
     for test in hidden_tests:
         assert test not in student_code, f"hidden test {test} leaked into the student build"
+    assert any(c.cell_type == "markdown" and NOTICE in c.source for c in student.cells), "the license notice"
     checks = [c for c in student.cells if c.cell_type == "code" and c.source.startswith("grader.check(")]
     assert len(checks) == len(questions)
     assert not any(c.cell_type == "raw" for c in student.cells)
