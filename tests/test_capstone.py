@@ -56,13 +56,14 @@ def test_nan_runs_are_told_apart_by_where_the_first_nonfinite_value_appears(runs
     model = capstone.train(run, steps=step).model
     x, y = run.batch(step)
     where = capstone.trace_nonfinite(model, x, y, run.loss_fn)
-    first_norm = result.log.total_grad_norm[0]
+    before_nan = result.log.total_grad_norm[result.log.steps < max(step, 1)]
+    growth = np.nanmax(before_nan) / np.median(healthy.log.total_grad_norm)
     if defect == "exploding":
-        assert first_norm > 100 * healthy.log.total_grad_norm[0]
+        assert growth > 100
         assert where == "parameters" or where.startswith("module")
     else:
         assert where == {"unsafe_loss": "loss", "bad_input": "input"}[defect]
-        assert not first_norm > 10 * healthy.log.total_grad_norm[0]  # NaN or ordinary: nothing grew first
+        assert step >= 10 and growth < 10  # ordinary gradients for a while, then NaN out of the blue
 
 
 @pytest.mark.parametrize("seed", SEEDS)
