@@ -43,7 +43,7 @@ lint: setup
 	$(BIN)/ruff check helpers tests notebooks scripts
 
 test: lint
-	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider --durations=10
 
 bench: setup
 	$(BIN)/python scripts/benchmark.py
