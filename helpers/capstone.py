@@ -130,9 +130,10 @@ def build(defect: str | None, seed: int) -> Run:
     rng = section_rng(seed, "capstone-defect")
     if defect == "labels":
         y = y[torch.as_tensor(rng.permutation(len(y)))]
-    if defect == "bad_input":  # 3 corrupted examples, the first one met between steps 20 and 60
+    if defect == "bad_input":  # 3 corrupted examples, first met between steps 20 and 60 (none in steps 0-19)
+        early = set(order[:20].flatten().tolist())
         steps = rng.choice(np.arange(20, 60), size=3, replace=False)
-        rows = [int(order[s, rng.integers(BATCH)]) for s in steps]
+        rows = [int(rng.choice([i for i in order[s].tolist() if i not in early])) for s in steps]
         x = x.clone()
         x[rows, rng.integers(x.shape[1], size=3)] = float("nan")
     recipe, lr = _recipe(defect)
