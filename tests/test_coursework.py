@@ -20,6 +20,8 @@ SCRIPT = ROOT / "scripts" / "coursework.py"
 sys.path.insert(0, str(SCRIPT.parent))
 import coursework  # noqa: E402
 
+from tests.test_license import NOTICE  # noqa: E402
+
 NOTEBOOKS = [p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) if coursework.has_assignment(p)]
 
 # One deliberately wrong answer per notebook: (text in the reference solution, wrong text, question it breaks).
@@ -130,6 +132,7 @@ def test_student_build_has_no_solutions_and_no_hidden_tests(master, dist):
         assert block not in student_code, f"solution code leaked into the student build: {block!r}"
     for test in hidden_tests:
         assert test not in student_code, f"hidden test {test} leaked into the student build"
+    assert any(c.cell_type == "markdown" and NOTICE in c.source for c in student.cells), "the license notice"
     checks = [c for c in student.cells if c.cell_type == "code" and c.source.startswith("grader.check(")]
     assert len(checks) == len(questions)
     assert not any(c.cell_type == "raw" for c in student.cells)

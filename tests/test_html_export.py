@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from helpers import widgets
+from tests.test_license import NOTICE
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -27,5 +28,6 @@ def test_export_page_embeds_every_figure(notebook, tmp_path):
     assert len(EMBEDDED_PNG.findall(html)) == figures
     assert html.count(widgets.STATIC_NOTE) == explorers  # each explorer: its static figure and the note
     assert "application/vnd.jupyter.widget-view+json" not in html  # no widget view that needs the internet
+    assert "text and figures CC BY 4.0, code MIT" in html and NOTICE.split("]")[0].lstrip("*[") in html
     if notebook.stem != "00_start_here":
         assert figures >= 2 and explorers == 1

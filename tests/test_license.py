@@ -1,11 +1,16 @@
 """The series is licensed (MIT for code, CC BY 4.0 for the notebooks' prose and figures) and says so everywhere it travels."""
 
+import json
 import tomllib
 from importlib.metadata import distribution
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LICENSE_FILES = ("LICENSE", "LICENSE-CC-BY-4.0")
+REPOSITORY = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+# the one line every notebook carries at the end of its title cell, and so its student version and HTML page
+NOTICE = f"*[Gradient Stability Lab]({REPOSITORY}): text and figures CC BY 4.0, code MIT (see LICENSE).*"
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def test_license_files_hold_both_licenses():
@@ -33,3 +38,9 @@ def test_readme_has_a_license_section():
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## License", 1)[1]
     assert "MIT" in section and "CC BY 4.0" in section and "LICENSE-CC-BY-4.0" in section
+
+
+def test_every_notebook_carries_the_notice_in_its_title_cell():
+    for path in NOTEBOOKS:
+        first = json.loads(path.read_text())["cells"][0]
+        assert first["cell_type"] == "markdown" and "".join(first["source"]).rstrip().endswith(NOTICE), path.name
