@@ -216,10 +216,11 @@ class _Recorder:
 
     def _after_step(self):
         if self.recording and self.updates:
-            self.row["update_ratio"] = [
-                _norm([w.detach() - b for w, b in zip(ws, bs)]).item() / norm
-                for ws, bs, norm in zip(self.weights, self.before, self.row["weight_norm"])
-            ]
+            with np.errstate(divide="ignore", invalid="ignore"):  # a zero weight (e.g. a zero-init head): inf or NaN
+                self.row["update_ratio"] = [
+                    float(np.float64(_norm([w.detach() - b for w, b in zip(ws, bs)]).item()) / np.float64(norm))
+                    for ws, bs, norm in zip(self.weights, self.before, self.row["weight_norm"])
+                ]
         self._finish()
 
     def _finish(self):

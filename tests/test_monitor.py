@@ -525,3 +525,15 @@ def test_in_place_activations_and_a_shared_activation_module():
     for name in monitor.PER_LAYER:
         np.testing.assert_array_equal(getattr(logs[1], name), getattr(logs[0], name), err_msg=name)
     assert np.all(np.isfinite(logs[0].activation_grad_norm)) and np.all(logs[0].saturated_fraction[0, :2] > 0)
+
+
+def test_update_ratio_of_a_zero_initialized_weight_is_inf_not_an_error():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    nn.init.zeros_(model[2].weight)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(16, 4, generator=torch.Generator().manual_seed(0)), torch.zeros(16, dtype=torch.long)
+    with monitor.watch(model, optimizer) as log:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    assert log.weight_norm[0, 1] == 0 and np.isinf(log.update_ratio[0, 1]) and np.isfinite(log.update_ratio[0, 0])
