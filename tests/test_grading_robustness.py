@@ -67,6 +67,7 @@ def _append(code):
 
 def test_a_batch_with_every_bad_case_still_grades_the_good_submissions_exactly(built, tmp_path):
     zip_path = coursework.autograder_zip(built, NAME)
+    zip_before = coursework._sha256(zip_path)
     folder = tmp_path / "submissions"
     folder.mkdir()
     whole = (built / NAME / "autograder" / f"{NAME}.ipynb").read_text()
@@ -108,7 +109,7 @@ def test_a_batch_with_every_bad_case_still_grades_the_good_submissions_exactly(b
     assert set(rows) == set(cases)
     assert rows["a_good"]["q_double"] == "2.0" and rows["a_good"]["error"] == ""
     assert rows["c_truncated"]["error"].startswith("not a readable notebook") and rows["c_truncated"]["q_double"] == ""
-    assert coursework._sha256(zip_path) == coursework._sha256(coursework.autograder_zip(built, NAME))
+    assert coursework._sha256(zip_path) == zip_before, "no submission of this batch may change the autograder"
 
 
 def test_a_submission_that_rewrites_the_autograder_zip_stops_the_batch_loudly(built, tmp_path):
