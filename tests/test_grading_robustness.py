@@ -147,3 +147,11 @@ def test_grade_command_exits_2_when_a_submission_could_not_be_graded(built, tmp_
                            "--timeout", str(TIMEOUT)], capture_output=True, text=True)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "NOT GRADED: not a readable notebook" in done.stdout and "1 of 1 submissions could not be graded" in done.stdout
+
+
+def test_the_autograder_pins_torch_as_the_makefile_does_and_declares_every_dependency():
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"TORCH := {coursework.TORCH_PIN}\n" in makefile
+    requirements = coursework.autograder_requirements()
+    assert requirements[0] == coursework.TORCH_PIN and sum(r.startswith("torch") for r in requirements) == 1
+    assert {"numpy", "matplotlib", "mnist1d", "threadpoolctl"} <= {r.split(">")[0].split("=")[0] for r in requirements}
