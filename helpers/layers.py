@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from helpers import regularization
 from helpers._validate import check_array, check_choice, check_int, check_real, check_rng
 
 
@@ -45,17 +46,6 @@ def tanh_forward(z):
 def tanh_backward(dout, h):
     """``dout · (1 - h²)`` with ``h = tanh(z)``."""
     return dout * (1.0 - h**2)
-
-
-def dropout_forward(x, p: float, keep):
-    """Inverted dropout with a given boolean ``keep`` mask: ``x · keep / (1 - p)``; cache the scaled mask."""
-    scale = keep / (1.0 - p)
-    return x * scale, scale
-
-
-def dropout_backward(dout, scale):
-    """Same mask, same scale: ``dout · keep / (1 - p)``."""
-    return dout * scale
 
 
 def softmax_cross_entropy(logits, y):
@@ -102,14 +92,18 @@ def init_mlp(sizes, rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 
 def dropout_masks(params, batch: int, p: float, rng: np.random.Generator) -> list[np.ndarray]:
-    """One boolean keep-mask ``[batch, n_l]`` per hidden layer, each entry kept with probability ``1 - p``."""
+    """One boolean keep-mask ``[batch, n_l]`` per hidden layer, each entry kept with probability ``1 - p``.
+
+    Drawn by ``regularization.dropout`` (the series' one dropout), to be passed to ``mlp_loss`` again and again.
+    """
     rng = check_rng("rng", rng)
     batch = check_int("batch", batch, minimum=1)
     p = check_real("p", p, minimum=0.0)
     if p >= 1:
         raise ValueError(f"p (drop probability) must be in [0, 1), got {p}")
     depth = len(params) // 2
-    return [rng.random((batch, params[f"W{k}"].shape[0])) >= p for k in range(1, depth)]
+    return [regularization.dropout(np.ones((batch, params[f"W{k}"].shape[0])), p, rng)[1].astype(bool)
+            for k in range(1, depth)]
 
 
 def mlp_loss(params, x, y, *, activation: str = "tanh", l2: float = 0.0, dropout_p: float = 0.0, masks=None,
@@ -151,10 +145,10 @@ def mlp_loss(params, x, y, *, activation: str = "tanh", l2: float = 0.0, dropout
         h, linear_cache = linear_forward(h, params[f"W{k}"], params[f"b{k}"])
         if k < depth:
             h, act_cache = act_forward(h)
-            drop_cache = None
-            if dropout_p > 0:
-                h, drop_cache = dropout_forward(h, dropout_p, masks[k - 1])
-            caches.append((linear_cache, act_cache, drop_cache))
+            drop_mask = None
+            if dropout_p > 0:  # the given mask, not a fresh one: repeated calls see the same network
+                h, drop_mask = regularization.dropout(h, dropout_p, None, mask=masks[k - 1])
+            caches.append((linear_cache, act_cache, drop_mask))
         else:
             caches.append((linear_cache, None, None))
     loss, dout = backward.loss(h, y)
@@ -162,10 +156,10 @@ def mlp_loss(params, x, y, *, activation: str = "tanh", l2: float = 0.0, dropout
 
     grads = {}
     for k in range(depth, 0, -1):
-        linear_cache, act_cache, drop_cache = caches[k - 1]
+        linear_cache, act_cache, drop_mask = caches[k - 1]
         if k < depth:
-            if drop_cache is not None:
-                dout = dropout_backward(dout, drop_cache)
+            if drop_mask is not None:
+                dout = regularization.dropout_backward(dout, drop_mask, dropout_p)
             dout = act_backward(dout, act_cache)
         dout, dw, db = backward.linear(dout, linear_cache)
         grads[f"W{k}"] = dw + l2 * params[f"W{k}"]

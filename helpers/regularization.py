@@ -28,19 +28,27 @@ def _check_p(p) -> float:
     return p
 
 
-def dropout(x, p: float, rng: np.random.Generator, training: bool = True):
+def dropout(x, p: float, rng: np.random.Generator | None, training: bool = True, *, mask=None):
     """Inverted dropout: ``(out, mask)`` with ``mask`` in {0, 1} (float, shaped like ``x``), ``out = x·mask/(1−p)``.
 
     Identity with a mask of ones when ``training=False`` or ``p == 0`` (no random numbers are drawn then).
+    ``mask``: a keep mask to apply again instead of drawing one (0/1 or bool, shaped like ``x``; ``rng`` may
+    then be ``None``), e.g. in a gradient check, where every evaluation must see the same mask (notebook 03).
     """
     x = check_array("x", x)
     p = _check_p(p)
-    rng = check_rng("rng", rng)
+    if mask is None:
+        rng = check_rng("rng", rng)
+    else:
+        mask = check_array("mask", mask)
+        if mask.shape != x.shape or not np.all((mask == 0) | (mask == 1)):
+            raise ValueError(f"mask must hold 0s and 1s shaped like x {x.shape}, got shape {mask.shape}")
     if not isinstance(training, bool):
         raise TypeError(f"training must be True or False, got {training!r}")
     if not training or p == 0:
         return x.copy(), np.ones_like(x)
-    mask = (rng.random(x.shape) >= p).astype(np.float64)
+    if mask is None:
+        mask = (rng.random(x.shape) >= p).astype(np.float64)
     return x * mask / (1.0 - p), mask
 
 
@@ -97,7 +105,8 @@ def retained_weight_fraction(optimizer: str, lam: float, grad_scales, *, lr: flo
     data pull the weights nowhere on average, so any shrinkage comes from ``lam``. ``optimizer``:
     ``"adam"`` (``torch.optim.Adam(weight_decay=lam)``, i.e. L2: ``lam·W`` is added to the gradient and goes
     through Adam's division by ``√v̂``), ``"adamw"`` (decoupled: ``W ← (1 − lr·lam) W`` each step) or
-    ``"sgd"``. The same ``generator`` state gives every optimizer the same noise.
+    ``"sgd"``. The same ``generator`` state gives every optimizer the same noise: each step draws
+    ``[len(grad_scales), n_weights]`` normals at once.
 
     Returns ``[len(grad_scales)]``: the mean of ``W_end / W_0`` per group (1 = untouched, 0 = gone).
     """
@@ -111,13 +120,14 @@ def retained_weight_fraction(optimizer: str, lam: float, grad_scales, *, lr: flo
     n_weights = check_int("n_weights", n_weights, minimum=1)
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    groups = [torch.ones(n_weights, dtype=torch.float64, requires_grad=True) for _ in scales]
-    step = _OPTIMIZERS[optimizer](groups, lr=lr, weight_decay=lam)
+    # one tensor, a row per group: the optimizers act elementwise, so each row is its own group (one call per step)
+    weights = torch.ones(len(scales), n_weights, dtype=torch.float64, requires_grad=True)
+    row_scales = torch.as_tensor(scales, dtype=torch.float64)[:, None]
+    step = _OPTIMIZERS[optimizer]([weights], lr=lr, weight_decay=lam)
     for _ in range(steps):
-        for weights, scale in zip(groups, scales):
-            weights.grad = scale * torch.randn(n_weights, generator=generator, dtype=torch.float64)
+        weights.grad = row_scales * torch.randn(weights.shape, generator=generator, dtype=torch.float64)
         step.step()
-    return np.array([weights.detach().mean().item() for weights in groups])
+    return weights.detach().mean(dim=1).numpy()
 
 
 def predict_probabilities(model: torch.nn.Module, x, *, mc_samples: int = 0, generator=None) -> np.ndarray:

@@ -51,6 +51,20 @@ def test_dropout_backward_passes_a_gradient_check_with_a_fixed_mask(rng):
     assert keep_drop_mixup.verdict == "wrong"
 
 
+def test_dropout_applies_a_given_mask_again_without_drawing(rng):
+    x = rng.standard_normal((4, 5))
+    out, mask = regularization.dropout(x, 0.3, rng)
+    state = rng.bit_generator.state
+    for given in (mask, mask.astype(bool)):
+        again, same = regularization.dropout(x, 0.3, None, mask=given)
+        np.testing.assert_array_equal(again, out)
+        np.testing.assert_array_equal(same, mask)
+    assert rng.bit_generator.state == state  # nothing drawn
+    out_eval, ones = regularization.dropout(x, 0.3, None, training=False, mask=mask)
+    np.testing.assert_array_equal(out_eval, x)
+    np.testing.assert_array_equal(ones, np.ones_like(x))
+
+
 def test_l2_penalty_and_gradient_match_torch(rng):
     weights = [rng.standard_normal((3, 4)), rng.standard_normal(5)]
     tensors = [torch.tensor(w, requires_grad=True) for w in weights]
@@ -96,8 +110,9 @@ def test_retained_weight_fraction_is_adam_or_adamw_written_out(optimizer, decoup
     scales, steps, n, lr, lam = np.array([0.01, 3.0]), 30, 7, 0.05, 0.2
     ours = regularization.retained_weight_fraction(optimizer, lam, scales, lr=lr, steps=steps, n_weights=n,
                                                    generator=torch.Generator().manual_seed(4))
-    noise = torch.Generator().manual_seed(4)  # the same draws, in the same order: step by step, group by group
-    draws = [[s * torch.randn(n, generator=noise, dtype=torch.float64).numpy() for s in scales] for _ in range(steps)]
+    noise = torch.Generator().manual_seed(4)  # the same draws, in the same order: one [groups, n] block per step
+    draws = [scales[:, None] * torch.randn(len(scales), n, generator=noise, dtype=torch.float64).numpy()
+             for _ in range(steps)]
     for k in range(len(scales)):
         by_hand = _adam_by_hand([d[k] for d in draws], np.ones(n), lr, lam, decoupled)
         assert ours[k] == pytest.approx(by_hand.mean(), rel=1e-10)
@@ -160,6 +175,9 @@ def test_prediction_quality_matches_torch_cross_entropy(rng):
         (lambda r: regularization.dropout(np.ones(3), 0.5, r, training="no"), TypeError, "training"),
         (lambda r: regularization.dropout("x", 0.5, r), TypeError, "x"),
         (lambda r: regularization.dropout_backward(np.ones(3), np.ones(2), 0.5), ValueError, "mask"),
+        (lambda r: regularization.dropout(np.ones(3), 0.5, None), TypeError, "rng"),
+        (lambda r: regularization.dropout(np.ones(3), 0.5, None, mask=np.ones(2)), ValueError, "mask"),
+        (lambda r: regularization.dropout(np.ones(3), 0.5, None, mask=np.full(3, 0.5)), ValueError, "mask"),
         (lambda r: regularization.l2_penalty(np.ones(3), 0.1), TypeError, "weights"),
         (lambda r: regularization.l2_penalty([], 0.1), TypeError, "weights"),
         (lambda r: regularization.l2_penalty([np.ones(3)], -0.1), ValueError, "lam"),
