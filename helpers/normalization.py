@@ -123,18 +123,21 @@ def layernorm_backward(dout, cache):
 
 
 class ShiftNoise(nn.Module):
-    """Santurkar et al.'s "noisy BatchNorm": a random, changing distribution shift injected after a BN layer.
+    """Santurkar et al.'s "noisy BatchNorm": a random distribution shift, redrawn at every step, injected after BN.
 
-    In training mode every forward pass draws, per feature, a scale ``s ~ U(1, max_scale)`` and a
-    shift ``m ~ U(-max_shift, max_shift)`` and returns ``x · s + m`` (the same for every row of the
-    batch: the next layer sees a new input distribution at every step). Identity in eval mode.
+    In training mode every forward pass draws, per feature, a scale ``s ~ U(1 - scale_spread, 1 + scale_spread)``
+    (mean 1) and a shift ``m ~ U(-max_shift, max_shift)`` and returns ``x · s + m``: the same for every row
+    of the batch, so the next layer sees an input distribution of non-zero mean and non-unit variance that
+    changes at every step (the paper's noise was drawn per sample as well). Identity in eval mode.
     Draws come from ``generator`` (a ``torch.Generator``), so runs are reproducible.
     """
 
-    def __init__(self, *, max_shift: float, max_scale: float, generator: torch.Generator):
+    def __init__(self, *, max_shift: float, scale_spread: float, generator: torch.Generator):
         super().__init__()
         self.max_shift = check_real("max_shift", max_shift, minimum=0.0)
-        self.max_scale = check_real("max_scale", max_scale, minimum=1.0)
+        self.scale_spread = check_real("scale_spread", scale_spread, minimum=0.0)
+        if self.scale_spread >= 1:
+            raise ValueError(f"scale_spread must be below 1 (a positive scale), got {scale_spread}")
         if not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         self.generator = generator
@@ -143,9 +146,56 @@ class ShiftNoise(nn.Module):
         if not self.training:
             return x
         features = x.shape[1:]
-        scale = 1 + (self.max_scale - 1) * torch.rand(features, generator=self.generator, dtype=x.dtype)
-        shift = self.max_shift * (2 * torch.rand(features, generator=self.generator, dtype=x.dtype) - 1)
-        return x * scale + shift
+        uniform = torch.rand((2, *features), generator=self.generator, dtype=x.dtype)
+        scale = 1 + self.scale_spread * (2 * uniform[0] - 1)
+        return x * scale + self.max_shift * (2 * uniform[1] - 1)
+
+
+def internal_covariate_shift(model: nn.Module, layers: list[nn.Module], x, y, *, lr: float) -> dict[str, np.ndarray]:
+    """Santurkar et al.'s internal covariate shift (their Definition 2.1), per layer, on one fixed batch.
+
+    ``G_i = ∇_{θ_i} L(θ)`` is layer ``i``'s gradient; ``G'_i`` the same gradient after the layers before it
+    (``layers[:i]``) took their SGD step ``θ_j ← θ_j - lr ∇_{θ_j} L(θ)`` while layer ``i`` and later ones
+    did not: how much a layer's gradient changes because its inputs' distribution moved. Cross-entropy on
+    ``(x, y)`` in the model's current mode. Returns, for ``i = 1..len(layers) - 1``, ``change`` ``||G - G'||``,
+    ``relative`` ``||G - G'|| / ||G||`` and ``cosine`` ``cos(G, G')``, each ``[len(layers) - 1]``.
+    The model's parameters and buffers are restored.
+    """
+    lr = check_real("lr", lr, positive=True)
+    if len(layers) < 2 or not all(isinstance(m, nn.Module) for m in layers):
+        raise ValueError("layers must be a list of at least 2 nn.Modules in forward order")
+    groups = [list(m.parameters()) for m in layers]
+    params = [p for group in groups for p in group]
+    buffers = [b.detach().clone() for b in model.buffers()]
+    start = [p.detach().clone() for p in params]
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
+
+    def grads():
+        return torch.autograd.grad(nn.functional.cross_entropy(model(x), y), params)
+
+    def flat(values, i):
+        offset = sum(len(group) for group in groups[:i])
+        return torch.cat([v.reshape(-1) for v in values[offset: offset + len(groups[i])]])
+
+    change, relative, cosine = [], [], []
+    try:
+        before = grads()
+        for i in range(1, len(layers)):
+            updated = sum(len(group) for group in groups[:i])  # the parameters of layers[:i] come first
+            with torch.no_grad():
+                for k, (p, p0, g) in enumerate(zip(params, start, before)):
+                    p.copy_(p0 - lr * g if k < updated else p0)
+            g_old, g_new = flat(before, i), flat(grads(), i)
+            change.append((g_old - g_new).norm().item())
+            relative.append(change[-1] / g_old.norm().item())
+            cosine.append(nn.functional.cosine_similarity(g_old, g_new, dim=0).item())
+    finally:
+        with torch.no_grad():
+            for p, p0 in zip(params, start):
+                p.copy_(p0)
+            for b, b0 in zip(model.buffers(), buffers):
+                b.copy_(b0)
+    return {"change": np.array(change), "relative": np.array(relative), "cosine": np.array(cosine)}
 
 
 def landscape_along_gradient(model: nn.Module, x, y, step_sizes) -> dict[str, np.ndarray]:
@@ -155,7 +205,8 @@ def landscape_along_gradient(model: nn.Module, x, y, step_sizes) -> dict[str, np
     cross-entropy, model in its current mode) and measured, then restored:
     ``loss [k]`` = ``L(θ - η g)``; ``grad_change [k]`` = ``||∇L(θ - η g) - g||`` ("gradient
     predictiveness": small means the gradient stays a good guide along the step);
-    ``smoothness [k]`` = ``grad_change / ||η g||`` (an effective β-smoothness along the step).
+    ``smoothness [k]`` = ``grad_change / ||η g||`` (an effective β-smoothness along the step);
+    ``grad_norm`` = ``||g||`` (a float).
     Batch statistics of BN layers see the same batch throughout; running statistics are restored.
     """
     step_sizes = check_array("step_sizes", step_sizes, ndim=1)
@@ -188,7 +239,22 @@ def landscape_along_gradient(model: nn.Module, x, y, step_sizes) -> dict[str, np
             for b, b0 in zip(model.buffers(), buffers):
                 b.copy_(b0)
     changes = np.array(changes)
-    return {"loss": np.array(losses), "grad_change": changes, "smoothness": changes / (step_sizes * g_norm)}
+    return {"loss": np.array(losses), "grad_change": changes, "smoothness": changes / (step_sizes * g_norm),
+            "grad_norm": g_norm}
+
+
+def eval_loss(model: nn.Module, x, y) -> float:
+    """Cross-entropy of ``model`` on ``(x, y)`` in eval mode (running BN statistics, no injected noise).
+
+    The model's training/eval mode is restored afterwards; nothing is updated.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return nn.functional.cross_entropy(model(torch.as_tensor(x)), torch.as_tensor(y)).item()
+    finally:
+        model.train(was_training)
 
 
 def train_recording_inputs(model: nn.Module, x, y, *, steps: int, lr: float, batch_size: int,

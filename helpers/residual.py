@@ -31,12 +31,15 @@ INITS = ("default", "kaiming")
 class Block(nn.Module):
     """``F(h)`` (plain) or ``h + α F(h)`` (residual); see the module docstring. ``extra`` is inserted after ``N``."""
 
-    def __init__(self, width: int, *, norm: str, residual: bool, alpha: float, order: str, dtype, extra=None):
+    def __init__(self, width: int, *, norm: str, residual: bool, alpha: float, order: str, dtype, extra=None,
+                 learnable_alpha: bool = False):
         super().__init__()
         self.linear = nn.Linear(width, width, dtype=dtype)
         self.norm = nn.Identity() if NORMS[norm] is None else NORMS[norm](width, dtype=dtype)
         self.extra = extra if extra is not None else nn.Identity()
-        self.residual, self.alpha, self.order = residual, alpha, order
+        self.residual, self.order = residual, order
+        # SkipInit/ReZero: α is a learnable scalar (a parameter); otherwise a fixed float
+        self.alpha = nn.Parameter(torch.tensor(float(alpha), dtype=dtype)) if learnable_alpha else alpha
 
     def branch(self, h: torch.Tensor) -> torch.Tensor:
         if self.order == "pre":
@@ -67,7 +70,7 @@ class DeepNet(nn.Module):
 
 def deep_net(in_features: int, width: int, depth: int, out_features: int, *, norm: str = "none",
              residual: bool = False, alpha: float = 1.0, order: str = "pre", init: str = "default",
-             zero_init_last: bool = False, generator: torch.Generator | None = None,
+             zero_init_last: bool = False, rezero: bool = False, generator: torch.Generator | None = None,
              dtype: torch.dtype = torch.float64, noise=None) -> DeepNet:
     """A ``DeepNet`` of ``depth`` blocks of ``width`` units.
 
@@ -77,8 +80,12 @@ def deep_net(in_features: int, width: int, depth: int, out_features: int, *, nor
         order: ``"pre"`` (branch ends with its Linear layer) or ``"post"`` (ends with ReLU).
         init: ``"default"`` (``nn.Linear``'s ``U(±1/√fan_in)`` for W and b) or ``"kaiming"``
             (``N(0, 2/fan_in)``, zero bias, in every Linear layer incl. stem and head).
-        zero_init_last: the block's Linear weights and bias start at zero (SkipInit/ReZero-style:
-            ``F = 0`` at init in ``order="pre"``; the block is then the identity).
+        zero_init_last: the block's Linear weights and bias start at zero (Fixup's zero-initialized last
+            layer of the branch: ``F = 0`` at init in ``order="pre"``; the block is then the identity, and
+            W still gets a gradient).
+        rezero: SkipInit/ReZero: ``h + α F(h)`` with ``α`` a learnable scalar per block, initialised to 0
+            (``alpha`` is ignored); the block is the identity at init and only ``α`` gets a gradient.
+            Needs ``residual=True``.
         noise: optional callable ``() -> nn.Module`` inserted after ``N`` in every block (e.g. ``ShiftNoise``).
     """
     in_features, width = check_int("in_features", in_features, minimum=1), check_int("width", width, minimum=1)
@@ -87,14 +94,16 @@ def deep_net(in_features: int, width: int, depth: int, out_features: int, *, nor
     check_choice("order", order, ("pre", "post"))
     check_choice("init", init, INITS)
     alpha = check_real("alpha", alpha, minimum=0.0)
-    for name, flag in (("residual", residual), ("zero_init_last", zero_init_last)):
+    for name, flag in (("residual", residual), ("zero_init_last", zero_init_last), ("rezero", rezero)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False, got {flag!r}")
+    if rezero and not residual:
+        raise ValueError("rezero=True needs residual=True (α scales a residual branch)")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     stem = nn.Linear(in_features, width, dtype=dtype)
-    blocks = [Block(width, norm=norm, residual=residual, alpha=alpha, order=order, dtype=dtype,
-                    extra=None if noise is None else noise()) for _ in range(depth)]
+    blocks = [Block(width, norm=norm, residual=residual, alpha=0.0 if rezero else alpha, order=order, dtype=dtype,
+                    extra=None if noise is None else noise(), learnable_alpha=rezero) for _ in range(depth)]
     head = nn.Linear(width, out_features, dtype=dtype)
     with torch.no_grad():
         for layer in [stem, *(b.linear for b in blocks), head]:

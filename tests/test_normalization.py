@@ -109,21 +109,86 @@ def test_bad_input_is_rejected_with_the_argument_named():
     with pytest.raises(ValueError, match="dout"):
         normalization.layernorm_backward(np.ones((2, 3)), cache)
     with pytest.raises(TypeError, match="generator"):
-        normalization.ShiftNoise(max_shift=1.0, max_scale=2.0, generator=0)
-    with pytest.raises(ValueError, match="max_scale"):
-        normalization.ShiftNoise(max_shift=1.0, max_scale=0.5, generator=torch.Generator())
+        normalization.ShiftNoise(max_shift=1.0, scale_spread=0.5, generator=0)
+    with pytest.raises(ValueError, match="scale_spread"):
+        normalization.ShiftNoise(max_shift=1.0, scale_spread=1.0, generator=torch.Generator())
+    with pytest.raises(ValueError, match="max_shift"):
+        normalization.ShiftNoise(max_shift=-1.0, scale_spread=0.5, generator=torch.Generator())
 
 
-def test_shift_noise_changes_every_step_and_is_off_in_eval():
-    noise = normalization.ShiftNoise(max_shift=0.5, max_scale=2.0, generator=torch.Generator().manual_seed(0))
+def test_shift_noise_changes_every_step_has_mean_one_scale_and_is_off_in_eval():
+    noise = normalization.ShiftNoise(max_shift=0.5, scale_spread=0.5, generator=torch.Generator().manual_seed(0))
     x = torch.randn(50, 8, dtype=torch.float64)
     a, b = noise(x), noise(x)
     assert not torch.allclose(a, b)
     scale = (a[1] - a[0]) / (x[1] - x[0])  # one scale per feature, shared by the rows
-    torch.testing.assert_close((a - x * scale)[0], (a - x * scale)[-1])
-    assert torch.all((scale >= 1) & (scale <= 2))
+    shift = (a - x * scale)[0]
+    torch.testing.assert_close((a - x * scale)[-1], shift)
+    assert torch.all((scale >= 0.5) & (scale <= 1.5)) and torch.all(shift.abs() <= 0.5)
+    draws = []
+    for _ in range(2000):  # the scale's mean is 1 (no systematic change of scale), the shift's 0
+        out = noise(x)
+        drawn_scale = (out[1] - out[0]) / (x[1] - x[0])
+        draws.append(torch.stack([drawn_scale, out[0] - x[0] * drawn_scale]))
+    draws = torch.stack(draws)
+    # 16000 uniform draws of std 0.5/√3 ≈ 0.29: the mean is within ±0.01 (≈ 4 standard errors)
+    assert abs(draws[:, 0].mean().item() - 1) < 0.01 and abs(draws[:, 1].mean().item()) < 0.01
     noise.eval()
     assert torch.equal(noise(x), x)
+
+
+def _small_bn_net():
+    return torch.nn.Sequential(torch.nn.Linear(3, 5, dtype=torch.float64), torch.nn.BatchNorm1d(5, dtype=torch.float64),
+                               torch.nn.ReLU(), torch.nn.Linear(5, 4, dtype=torch.float64), torch.nn.ReLU(),
+                               torch.nn.Linear(4, 2, dtype=torch.float64))
+
+
+def test_internal_covariate_shift_matches_a_by_hand_computation_and_restores_the_model():
+    torch.manual_seed(1)
+    model = _small_bn_net()
+    x, y = torch.randn(16, 3, dtype=torch.float64), torch.randint(0, 2, (16,))
+    layers = [torch.nn.Sequential(model[0], model[1]), model[3], model[5]]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    lr = 0.3
+    shift = normalization.internal_covariate_shift(model, layers, x, y, lr=lr)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0)
+    # by hand, on a copy: layer 2 (the last Linear) after layers 0 and 1 took their SGD step
+    import copy
+
+    reference = copy.deepcopy(model)
+    loss = torch.nn.functional.cross_entropy(reference(x), y)
+    grads = torch.autograd.grad(loss, list(reference.parameters()))
+    g_last = torch.cat([g.reshape(-1) for g in grads[-2:]])
+    with torch.no_grad():
+        for p, g in list(zip(reference.parameters(), grads))[:-2]:
+            p -= lr * g
+    loss = torch.nn.functional.cross_entropy(reference(x), y)
+    g_after = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, [reference[5].weight, reference[5].bias])])
+    assert shift["change"][-1] == pytest.approx((g_last - g_after).norm().item(), rel=1e-10)
+    assert shift["relative"][-1] == pytest.approx(shift["change"][-1] / g_last.norm().item(), rel=1e-10)
+    assert shift["cosine"].shape == (2,) and np.all(np.abs(shift["cosine"]) <= 1 + 1e-12)
+    assert np.all(shift["change"] > 0)  # earlier layers moved, so every later gradient changed
+    with pytest.raises(ValueError, match="lr"):
+        normalization.internal_covariate_shift(model, layers, x, y, lr=0.0)
+    with pytest.raises(ValueError, match="layers"):
+        normalization.internal_covariate_shift(model, layers[:1], x, y, lr=0.1)
+
+
+def test_eval_loss_uses_running_statistics_and_restores_the_mode():
+    torch.manual_seed(2)
+    model = _small_bn_net()
+    x, y = torch.randn(16, 3, dtype=torch.float64) * 3 + 2, torch.randint(0, 2, (16,))
+    model.train()
+    value = normalization.eval_loss(model, x, y)
+    assert model.training
+    model.eval()
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(model(x), y).item()
+    assert value == pytest.approx(expected, rel=1e-12)
+    model.train()
+    with torch.no_grad():
+        assert torch.nn.functional.cross_entropy(model(x), y).item() != pytest.approx(value, rel=1e-3)
 
 
 def test_landscape_probe_restores_the_model_and_matches_a_quadratic():
@@ -175,6 +240,26 @@ def test_deep_net_matches_the_variance_growth_law_and_zero_init_is_identity():
     assert 1.8 < factor < 2.2
     zero = residual.profile(residual.deep_net(64, 32, 5, 10, residual=True, zero_init_last=True, generator=generator), x, y)
     np.testing.assert_allclose(zero.second_moment, zero.second_moment[0], rtol=1e-12)
+    assert np.all(zero.weight_grad_norm > 0)  # Fixup-style zero W: identity blocks whose W still learns
+
+
+def test_rezero_blocks_are_the_identity_and_only_alpha_gets_a_gradient():
+    generator = torch.Generator().manual_seed(3)
+    x, y = torch.randn(64, 8, generator=generator, dtype=torch.float64), torch.randint(0, 3, (64,), generator=generator)
+    net = residual.deep_net(8, 16, 4, 3, residual=True, rezero=True, alpha=5.0, init="kaiming", generator=generator)
+    alphas = [block.alpha for block in net.blocks]
+    assert all(isinstance(a, torch.nn.Parameter) and a.item() == 0 for a in alphas)
+    states = net.hidden(x)
+    for before, after in zip(states[:-1], states[1:]):
+        torch.testing.assert_close(after, before, rtol=0, atol=0)
+    loss = torch.nn.functional.cross_entropy(net(x), y)
+    grads = torch.autograd.grad(loss, alphas + [b.linear.weight for b in net.blocks])
+    assert all(g.abs().item() > 0 for g in grads[:4])
+    assert all(torch.count_nonzero(g) == 0 for g in grads[4:])
+    with pytest.raises(ValueError, match="residual"):
+        residual.deep_net(8, 16, 4, 3, rezero=True)
+    with pytest.raises(TypeError, match="rezero"):
+        residual.deep_net(8, 16, 4, 3, residual=True, rezero=1)
     np.testing.assert_allclose(residual.predicted_variance(3, 0.5, 1.0), [1, 1.25, 1.25**2, 1.25**3])
 
 
