@@ -11,6 +11,8 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 # make grade: submissions graded at once (one thread each), and the time limit of each in seconds
 JOBS ?= 2
 TIMEOUT ?= 600
+# make test: pytest workers, each taking whole test files (a module-scoped fixture is built once); one thread each
+TEST_JOBS ?= 2
 
 .PHONY: setup lab reference test lint bench student grade autograder-check html clean
 
@@ -43,7 +45,7 @@ lint: setup
 	$(BIN)/ruff check helpers tests notebooks scripts
 
 test: lint
-	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider --durations=10
+	$(BIN)/python -m pytest tests -n $(TEST_JOBS) --dist loadfile -p no:cacheprovider --durations=15
 
 bench: setup
 	$(BIN)/python scripts/benchmark.py

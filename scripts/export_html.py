@@ -9,6 +9,7 @@ instead of a widget view whose JavaScript would have to come from the internet.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -19,11 +20,16 @@ from nbconvert import HTMLExporter
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def export(notebook: Path, output_dir: Path) -> tuple[Path, nbformat.NotebookNode]:
-    """Execute ``notebook`` and write ``output_dir/<name>.html``; return the page's path and the executed notebook."""
-    executed = nbformat.read(notebook, as_version=4)
-    NotebookClient(executed, timeout=600, kernel_name="python3", store_widget_state=False,
-                   resources={"metadata": {"path": str(notebook.parent)}}).execute()
+def export(notebook: Path, output_dir: Path, executed: nbformat.NotebookNode | None = None
+           ) -> tuple[Path, nbformat.NotebookNode]:
+    """Write ``output_dir/<name>.html`` from ``executed`` (default: ``notebook`` executed here, in a fresh kernel);
+    return the page's path and the executed notebook."""
+    if executed is None:
+        executed = nbformat.read(notebook, as_version=4)
+        NotebookClient(executed, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(notebook.parent)}}).execute()
+    executed = copy.deepcopy(executed)
+    executed.metadata.pop("widgets", None)  # no widget state: explorers fall back to their static figure
     html, _ = HTMLExporter(template_name="lab").from_notebook_node(executed)
     output_dir.mkdir(parents=True, exist_ok=True)
     page = output_dir / f"{notebook.stem}.html"

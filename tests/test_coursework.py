@@ -147,6 +147,9 @@ def test_grading_reference_and_blank(master, dist):
     reference_path, blank_path = dist / name / "autograder" / master.name, dist / name / "student" / master.name
     # debug=True: grading fails if any cell raises, so the blank student notebook must run to the end
     report = coursework.grade(name, [reference_path, blank_path], dist, jobs=2, debug=True)
+    # the reference grading is also the suite's run of the notebook with SEED = 0: a failing assert is an error
+    for path in (reference_path, blank_path):
+        assert not report[str(path)].error, f"{path}: {report[str(path)].error} (otter's log: {dist / 'grades' / name})"
     reference, blank = report[str(reference_path)].scores, report[str(blank_path)].scores
     assert sorted(reference) == sorted(questions)
     assert all(score == maximum > 0 for score, maximum in reference.values()), reference

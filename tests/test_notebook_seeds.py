@@ -4,18 +4,21 @@ Each notebook has one code cell tagged ``parameters`` (papermill's convention) d
 every random draw flows from it. ``test_notebook_holds_for_other_seeds`` runs each notebook with papermill,
 which injects ``SEED = s`` after that cell, for the seeds in ``GSL_SEEDS`` (default ``1,2``; set e.g.
 ``GSL_SEEDS=1,2,3,4,5`` for a wider sweep). Any failing assert fails the test with the notebook's traceback.
+``SEED = 0`` itself runs in the browser test and in the reference grading (``tests/test_coursework.py``).
+The run with the first seed is also exported to HTML and checked (``tests/test_html_export.py``), so that no
+notebook is executed once more for the export.
 """
 
 import json
-import os
 import re
-from pathlib import Path
 
+import nbformat
 import papermill
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-SEEDS = [int(s) for s in os.environ.get("GSL_SEEDS", "1,2").split(",")]
+from tests.conftest import NOTEBOOKS, SEEDS
+from tests.test_html_export import check_export
+
 # a seed written as a number literal bypasses SEED (seed_everything(3), default_rng(7), manual_seed(0), ...)
 LITERAL_SEED = re.compile(r"\b(seed_everything|default_rng|manual_seed|section_rng|section_generator|section_seed)\(\s*\d")
 
@@ -51,7 +54,8 @@ def test_one_parameters_cell_defines_seed_and_everything_flows_from_it(path):
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_holds_for_other_seeds(path, seed, tmp_path):
-    papermill.execute_notebook(
-        str(path), str(tmp_path / path.name), parameters={"SEED": seed}, cwd=str(path.parent),
-        kernel_name="python3", progress_bar=False,
-    )
+    out = tmp_path / path.name
+    papermill.execute_notebook(str(path), str(out), parameters={"SEED": seed}, cwd=str(path.parent),
+                               kernel_name="python3", progress_bar=False)
+    if seed == SEEDS[0]:  # this run is also the HTML export's
+        check_export(path, nbformat.read(out, as_version=4), tmp_path / "html")

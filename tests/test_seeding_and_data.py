@@ -53,20 +53,57 @@ def test_spirals_rejects_bad_input(kwargs, error, name):
         data.make_spirals(**args)
 
 
-def test_mnist1d_is_generated_cached_and_leaves_global_rng_alone():
+def test_mnist1d_generation_leaves_global_rng_alone():
     random.seed(3)
     np.random.seed(3)
     before = (random.random(), np.random.rand())
     random.seed(3)
     np.random.seed(3)
-    ds = data.load_mnist1d()
+    generated = data._generate_mnist1d()  # mnist1d seeds the global RNGs itself
     after = (random.random(), np.random.rand())
     assert before == after
+    assert [a.shape for a in generated] == [(4000, 40), (4000,), (1000, 40), (1000,)]
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty MNIST-1D cache folder, and no in-process copy."""
+    monkeypatch.setenv("GSL_CACHE_DIR", str(tmp_path / "cache"))
+    data._mnist1d_arrays.cache_clear()
+    yield tmp_path / "cache"
+    data._mnist1d_arrays.cache_clear()
+
+
+def test_mnist1d_is_generated_once_then_read_from_the_cache_file(fresh_cache, monkeypatch):
+    ds = data.load_mnist1d()
+    assert data.mnist1d_cache_file().parent == fresh_cache and data.mnist1d_cache_file().is_file()
     assert ds.x_train.shape == (4000, 40) and ds.x_test.shape == (1000, 40)
-    assert ds.n_classes == 10 and ds.y_train.dtype == np.int64
+    assert ds.n_classes == 10 and ds.y_train.dtype == np.int64 and ds.x_train.dtype == np.float64
     assert abs(ds.x_train.std() - 1.0) < 0.05
     ds.x_train[0, 0] = 1e9  # callers get copies: the cache is not changed
     assert data.load_mnist1d().x_train[0, 0] != 1e9
+    # a new process reads the file: same arrays as generating afresh, without generating
+    data._mnist1d_arrays.cache_clear()
+    monkeypatch.setattr(data, "_generate_mnist1d", lambda: pytest.fail("generated although the cache file is there"))
+    cached = data.load_mnist1d()
+    monkeypatch.undo()
+    for a, b in zip(vars(cached).values(), data._generate_mnist1d(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("content", [b"not a zip file", b""])
+def test_a_broken_mnist1d_cache_file_is_regenerated(fresh_cache, content):
+    fresh_cache.mkdir()
+    data.mnist1d_cache_file().write_bytes(content)
+    assert data.load_mnist1d().x_train.shape == (4000, 40)
+    data._mnist1d_arrays.cache_clear()
+    assert data.load_mnist1d().x_train.shape == (4000, 40)  # the file was rewritten and now reads back
+    assert data.mnist1d_cache_file().stat().st_size > 1_000_000
+
+
+def test_mnist1d_without_a_writable_cache_folder_is_generated(fresh_cache):
+    fresh_cache.parent.joinpath("cache").write_text("a file where the folder should be")
+    assert data.load_mnist1d().x_train.shape == (4000, 40)
 
 
 def test_section_seeds_are_deterministic_independent_and_in_range():
