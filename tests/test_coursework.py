@@ -26,8 +26,68 @@ NOTEBOOKS = [p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) 
 
 # One deliberately wrong answer per notebook: (text in the reference solution, wrong text, question it breaks).
 WRONG_ANSWERS = {
-    "00_start_here": ("return float(np.prod(factors))", "return float(np.sum(factors))", "ex00_warmup"),
-    "01_chain_rule_product": ("return ((1 - h**2) * grad_h) @ w", "return ((1 - h) * grad_h) @ w", "ex01_backward_step"),
+    "00_start_here": [  # the warm-up's typical slips: each must cost the question
+        ("return float(np.prod(factors))", "return float(np.sum(factors))", "ex00_warmup"),
+        ("return float(np.prod(factors))", "return float(factors[-1])", "ex00_warmup"),  # the last layer only
+        ("return float(np.prod(factors))", "return float(factors[0] ** len(factors))", "ex00_warmup"),
+        ("return float(np.prod(factors))", "return float(np.mean(factors) ** len(factors))", "ex00_warmup"),
+        ("return float(np.prod(factors))", "return float(np.prod(factors)) if len(factors) else 0.0", "ex00_warmup"),
+    ],
+    "01_chain_rule_product": [  # several typical mistakes per question: each must cost that question's points
+        ("grad_z = h_out * (1 - h_out) * grad", "grad_z = h_in * (1 - h_in) * grad", "ex01_backward_norms"),
+        ("grad_z = h_out * (1 - h_out) * grad", "s = 1 / (1 + np.exp(-h_out))\n        grad_z = s * (1 - s) * grad",
+         "ex01_backward_norms"),  # sigma' of the output, not sigma'(z) written with the output
+        ("grad_z = h_out * (1 - h_out) * grad", "grad_z = (1 - h_out**2) * grad", "ex01_backward_norms"),  # tanh's
+        ("grad_z = h_out * (1 - h_out) * grad", "grad_z = grad", "ex01_backward_norms"),  # no activation factor
+        ("grad = grad_z @ w\n", "grad = grad_z @ w.T\n", "ex01_backward_norms"),  # right only for square layers
+        ("np.linalg.norm(grad_z.T @ h_in)", "np.linalg.norm(grad_z.T @ h_out)", "ex01_backward_norms"),
+        ("return np.array(grad_norms[::-1]), np.array(weight_grad_norms[::-1])",
+         "return np.array(grad_norms), np.array(weight_grad_norms)", "ex01_backward_norms"),  # top first
+        ("    h = [x]\n    for w in weights:\n        h.append(1 / (1 + np.exp(-(h[-1] @ w.T))))\n",
+         "    run = chain.backward_pass(weights, x, top_grad, 'sigmoid')\n"
+         "    return run.grad_norms, run.weight_grad_norms\n", "ex01_backward_norms"),  # the helper it teaches
+        ("    h = [x]\n    for w in weights:\n        h.append(1 / (1 + np.exp(-(h[-1] @ w.T))))\n",
+         "    h = [torch.tensor(x, requires_grad=True)]\n    w_t = [torch.tensor(w, requires_grad=True) for w in weights]\n"
+         "    for w in w_t:\n        h.append(torch.sigmoid(h[-1] @ w.T))\n        h[-1].retain_grad()\n"
+         "    (h[-1] * torch.tensor(top_grad)).sum().backward()\n"
+         "    return [np.array([t.grad.norm().item() for t in ts]) for ts in (h, w_t)]\n",
+         "ex01_backward_norms"),  # autograd instead of a backward pass
+        ("scale = np.std(w) * np.sqrt(w.shape[1])", "scale = np.linalg.norm(w, 2)", "ex01_predict_profile"),
+        ("scale = np.std(w) * np.sqrt(w.shape[1])", "scale = 1.0", "ex01_predict_profile"),  # scale not estimated
+        ("scale = np.std(w) * np.sqrt(w.shape[1])", "scale = np.std(w) * np.sqrt(w.shape[0])", "ex01_predict_profile"),
+        ("scale * np.sqrt(np.mean(f_prime(z) ** 2))", "scale * np.mean(f_prime(z))", "ex01_predict_profile"),  # mean, not rms
+        ("scale * np.sqrt(np.mean(f_prime(z) ** 2))", "scale * np.sqrt(np.mean(f_prime(f(z)) ** 2))",
+         "ex01_predict_profile"),
+        ('"sigmoid": (lambda z: 1 / (1 + np.exp(-z)),\n                    lambda z: 1 / (2 + np.exp(z) + np.exp(-z))),',
+         '"sigmoid": (lambda z: 1 / (1 + np.exp(-z)), lambda z: 0.25 + 0 * z),',
+         "ex01_predict_profile"),  # the ceiling 1/4 instead of the slopes
+        ("return np.append(np.cumprod(factors[::-1])[::-1], 1.0)  # layers above l", "return np.append(np.cumprod(factors), 1.0)",
+         "ex01_predict_profile"),  # the product of the layers below
+        ("return np.append(np.cumprod(factors[::-1])[::-1], 1.0)  # layers above l",
+         "return np.cumprod(([1.0] + factors)[::-1])[::-1]", "ex01_predict_profile"),  # each layer's own factor too
+        ("    h, factors = x, []\n    for w in weights:\n        z = h @ w.T\n        scale = ",
+         "    h = [x]\n    for w in weights:\n        h.append(f(h[-1] @ w.T))\n    grad = np.ones_like(h[-1])\n"
+         "    norms = [np.linalg.norm(grad)]\n    for w, h_in in zip(reversed(weights), reversed(h[:-1])):\n"
+         "        grad = (f_prime(h_in @ w.T) * grad) @ w\n        norms.append(np.linalg.norm(grad))\n"
+         "    return np.array(norms[::-1]) / norms[0]\n"
+         "    h, factors = x, []\n    for w in weights:\n        z = h @ w.T\n        scale = ",
+         "ex01_predict_profile"),  # a measured backward pass, not the prediction
+        ("    h, factors = x, []\n    for w in weights:\n        z = h @ w.T\n        scale = ",
+         "    run = chain.backward_pass(weights, x, np.ones((len(x), len(weights[-1]))), activation)\n"
+         "    factors = [np.std(w) * np.sqrt(w.shape[1]) * r for w, r in zip(weights, run.derivative_rms)]\n"
+         "    return np.append(np.cumprod(factors[::-1])[::-1], 1.0)\n"
+         "    h, factors = x, []\n    for w in weights:\n        z = h @ w.T\n        scale = ",
+         "ex01_predict_profile"),  # the helper it teaches
+        ("return int(below[-1]) + 1 if below.size else 0", "return int(below.size)", "ex01_dying_layer"),  # counts
+        ("return int(below[-1]) + 1 if below.size else 0", "return int(below[0]) + 1 if below.size else 0",
+         "ex01_dying_layer"),  # the lowest layer below the bound, not the first met going down
+        ("return int(below[-1]) + 1 if below.size else 0", "return int(below[-1]) if below.size else 0",
+         "ex01_dying_layer"),  # 0-based
+        ("below = np.flatnonzero(norms < threshold * norms[-1])", "below = np.flatnonzero(norms < threshold)",
+         "ex01_dying_layer"),  # an absolute bound
+        ("below = np.flatnonzero(norms < threshold * norms[-1])", "below = np.flatnonzero(norms < threshold * norms[0])",
+         "ex01_dying_layer"),  # relative to the first layer
+    ],
     "02_initialization": ("return math.sqrt(2.0 / (1.0 + slope**2))", "return math.sqrt(2.0)", "ex02_leaky_gain"),
     "03_gradient_checking": [  # several typical mistakes per question: each must cost that question's points
         ("grad[index] = (plus - minus) / (2 * eps)", "grad[index] = (plus - minus) / eps", "ex03_centered_difference"),
