@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from jupyter_client.kernelspec import KernelSpecManager
 
@@ -40,3 +41,29 @@ def test_conda_and_binder_environments_set_one_thread():
     start = ROOT / ".binder" / "start"
     assert os.access(start, os.X_OK) and 'exec "$@"' in start.read_text()
     assert all(f"{v}=1" in start.read_text() for v in THREAD_VARS)
+
+
+def test_limit_threads_sets_torch_and_blas_in_a_process_started_without_the_variables():
+    """What a notebook's first cell does where the kernel starts without the variables (Colab, VS Code)."""
+    code = ("import json, torch, numpy\nfrom threadpoolctl import threadpool_info\nfrom helpers.threads import "
+            "limit_threads\nbefore = limit_threads()\nprint(json.dumps([before, torch.get_num_threads(), "
+            "sorted({i['num_threads'] for i in threadpool_info()})]))")
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    before, torch_threads, blas_threads = json.loads(done.stdout.strip().splitlines()[-1])
+    assert before["torch"] == torch_num_threads_default() and torch_threads == 1 and blas_threads == [1], done.stderr
+
+
+def torch_num_threads_default() -> int:
+    """What torch uses without the variables: one thread per physical core (at least one)."""
+    code = "import torch; print(torch.get_num_threads())"
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
+    return int(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout)
+
+
+@pytest.mark.parametrize(("n", "error"), [(0, ValueError), (-2, ValueError), (1.5, TypeError), ("2", TypeError)])
+def test_limit_threads_rejects_bad_counts(n, error):
+    from helpers.threads import limit_threads
+
+    with pytest.raises(error, match="n"):
+        limit_threads(n)

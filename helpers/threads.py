@@ -1,0 +1,27 @@
+"""One thread per math library for the series' small matrices, set from inside a running kernel.
+
+The project's kernel (``make setup``), the conda environment and Binder already start with
+``OMP/MKL/OPENBLAS_NUM_THREADS=1``; where a kernel starts without them (Colab, VS Code, a kernel of another
+environment), each notebook's first cell calls ``limit_threads()``: extra threads buy nothing at width ≤ 256
+and spin when the machine is busy (``make bench`` measures both settings, quiet and beside a busy process).
+"""
+
+from __future__ import annotations
+
+from helpers._validate import check_int
+
+
+def limit_threads(n: int = 1) -> dict[str, int]:
+    """Use at most ``n`` threads in torch's intra-op pool and in every BLAS/OpenMP pool numpy or torch loaded.
+
+    Returns the counts before the call: ``{"torch": t, "blas": b}`` (``b``: the largest of the pools found).
+    Applies to the whole process until changed again (it is meant for a notebook's first cell).
+    """
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    n = check_int("n", n, minimum=1)
+    before = {"torch": torch.get_num_threads(), "blas": max((p["num_threads"] for p in threadpool_info()), default=0)}
+    torch.set_num_threads(n)
+    threadpool_limits(limits=n)
+    return before
