@@ -114,3 +114,51 @@ def train_adding(model: SequenceRegressor, *, length: int, steps: int, lr: float
     with torch.no_grad():
         test_loss = nn.functional.mse_loss(model(x_test), y_test).item() if diverged_at is None else math.nan
     return SequenceRun(losses, norms, test_loss, diverged_at)
+
+
+@dataclass
+class StateGradients:
+    """``||dL/dh_t||`` (``grad_h [T]``) and, for an LSTM, ``||dL/dc_t||`` (``grad_c [T]``, else ``None``) for
+    ``t = 1..T`` of a trained ``SequenceRegressor``'s MSE on one batch; the loss reads the last state only.
+    ``factor``: geometric mean per step of ``grad_h`` from ``t = T`` back to ``t = 1``; ``cell_ratio``:
+    ``grad_c[0] / grad_c[-1]`` (LSTM), how much of the last step's cell-state gradient reaches the first step."""
+
+    grad_h: np.ndarray
+    grad_c: np.ndarray | None
+
+    @property
+    def factor(self) -> float:
+        return float((self.grad_h[0] / self.grad_h[-1]) ** (1 / (len(self.grad_h) - 1)))
+
+    @property
+    def cell_ratio(self) -> float | None:
+        return None if self.grad_c is None else float(self.grad_c[0] / self.grad_c[-1])
+
+
+def state_gradients(model: SequenceRegressor, x, y) -> StateGradients:
+    """Unroll ``model``'s recurrent layer one step at a time on ``x [T, B, I]`` (numpy or tensor) and
+    backpropagate the MSE against ``y [B]`` to every state. The model is unchanged (its gradients are cleared)."""
+    if not isinstance(model, SequenceRegressor):
+        raise TypeError(f"model must be a SequenceRegressor, got {type(model).__name__}")
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
+    if x.ndim != 3 or y.shape != (x.shape[1],):
+        raise ValueError(f"x must be [T, B, I] and y [B], got {tuple(x.shape)} and {tuple(y.shape)}")
+    layer, hs, cs = model.recurrent, [], []
+    lstm = isinstance(layer, nn.LSTM)
+    h = c = torch.zeros(x.shape[1], layer.hidden_size, dtype=x.dtype)
+    for x_t in x:
+        if lstm:  # written out (torch's fused step hides c_t's path into h_t): gates i, f, g, o
+            pre = x_t @ layer.weight_ih_l0.T + layer.bias_ih_l0 + h @ layer.weight_hh_l0.T + layer.bias_hh_l0
+            i, f, g, o = pre.chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            c.retain_grad()
+            cs.append(c)
+        else:
+            h = layer(x_t[None], h[None])[1][0]
+        h.retain_grad()
+        hs.append(h)
+    nn.functional.mse_loss(model.readout(h).squeeze(-1), y).backward()
+    model.zero_grad(set_to_none=True)
+    grad_h = np.array([s.grad.norm().item() for s in hs])
+    return StateGradients(grad_h, np.array([s.grad.norm().item() for s in cs]) if lstm else None)

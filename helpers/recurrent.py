@@ -217,8 +217,8 @@ def make_module(cell: str, input_size: int, hidden_size: int, *, layer: bool = F
 def gradient_profile(cell: str = "rnn", *, generator: torch.Generator, steps: int = 100, hidden_size: int = 64,
                      batch: int = 16, input_size: int = 8, init: str = "default", scale: float = 1.0,
                      forget_bias: float | None = None, t_max: float = 100.0, nonlinearity: str = "tanh",
-                     truncate: int | None = None) -> Profile:
-    """Run a torch cell (float64) over ``steps`` steps of ``N(0, 1)`` inputs from ``h_0 = 0`` and backpropagate
+                     truncate: int | None = None, input_scale: float = 1.0) -> Profile:
+    """Run a torch cell (float64) over ``steps`` steps of ``N(0, input_scale²)`` inputs from ``h_0 = 0`` and backpropagate
     ``L = Σ u ⊙ h_T / batch`` (``u ~ N(0, 1)``) to every state; weights from ``initialize(init, ...)``.
 
     ``nonlinearity="linear"`` (vanilla cell only) drops the tanh. ``truncate=k``: truncated BPTT, the state is
@@ -231,9 +231,10 @@ def gradient_profile(cell: str = "rnn", *, generator: torch.Generator, steps: in
         raise ValueError("nonlinearity='linear' is for the vanilla cell (cell='rnn')")
     if truncate is not None:
         truncate = check_int("truncate", truncate, minimum=1)
+    input_scale = check_real("input_scale", input_scale, positive=True)
     module = initialize(make_module(cell, input_size, hidden_size), init, generator=generator, scale=scale,
                         forget_bias=forget_bias, t_max=t_max)
-    x = torch.randn(steps, batch, input_size, generator=generator, dtype=torch.float64)
+    x = input_scale * torch.randn(steps, batch, input_size, generator=generator, dtype=torch.float64)
     u = torch.randn(batch, hidden_size, generator=generator, dtype=torch.float64)
     h = torch.zeros(batch, hidden_size, dtype=torch.float64, requires_grad=True)
     c = torch.zeros(batch, hidden_size, dtype=torch.float64, requires_grad=True)

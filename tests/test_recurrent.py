@@ -256,3 +256,56 @@ def test_train_adding_learns_short_sequences_clips_and_reports_divergence():
         adding.train_adding(model, length=4, steps=1, lr=1.0, rng=np.random.default_rng(0), truncate=0)
     with pytest.raises(ValueError, match="batch"):
         adding.train_adding(model, length=4, steps=1, lr=1.0, rng=np.random.default_rng(0), batch=0)
+
+
+def test_input_scale_changes_tanh_but_not_a_linear_rnn():
+    def profile(scale, **kwargs):
+        return recurrent.gradient_profile("rnn", init="orthogonal", input_scale=scale, steps=30, hidden_size=16,
+                                          batch=4, generator=torch.Generator().manual_seed(0), **kwargs)
+
+    small, large = profile(0.1), profile(3.0)
+    assert small.derivative_rms > large.derivative_rms and small.measured_factor > large.measured_factor
+    # a linear RNN's Jacobian is W_hh whatever the input: the same draw gives the same profile
+    np.testing.assert_allclose(profile(0.1, nonlinearity="linear").grad_h, profile(3.0, nonlinearity="linear").grad_h,
+                               rtol=EXACT)
+    with pytest.raises(ValueError, match="input_scale"):
+        profile(0.0)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_state_gradients_match_autograd_through_torchs_own_layer(cell):
+    generator = torch.Generator().manual_seed(1)
+    model = adding.SequenceRegressor(cell, 2, 6, dtype=torch.float64)
+    recurrent.initialize(model.recurrent, generator=generator)
+    model.reset_readout(generator)
+    x, y = (torch.from_numpy(a).double() for a in adding.adding_problem(5, 9, np.random.default_rng(1)))
+    before = [p.detach().clone() for p in model.parameters()]
+    result = adding.state_gradients(model, x, y)
+    assert result.grad_h.shape == (9,) and (result.grad_c is None) == (cell == "rnn")
+    assert all(torch.equal(a, p) and p.grad is None for a, p in zip(before, model.parameters()))
+    # reference: torch's own cell (nn.RNNCell / nn.LSTMCell) with the layer's weights, unrolled with autograd
+    reference = recurrent.make_module(cell, 2, 6)
+    with torch.no_grad():
+        for mine, theirs in zip(recurrent.torch_weights_params(reference), recurrent.torch_weights_params(model.recurrent)):
+            mine.copy_(theirs)
+    h = c = torch.zeros(5, 6, dtype=torch.float64)
+    hs, cs = [], []
+    for x_t in x:
+        if cell == "lstm":
+            h, c = reference(x_t, (h, c))
+            c.retain_grad()
+            cs.append(c)
+        else:
+            h = reference(x_t, h)
+        h.retain_grad()
+        hs.append(h)
+    torch.nn.functional.mse_loss(model.readout(h).squeeze(-1), y).backward()
+    np.testing.assert_allclose(result.grad_h, [s.grad.norm().item() for s in hs], rtol=1e-10)
+    if cell == "lstm":
+        np.testing.assert_allclose(result.grad_c, [s.grad.norm().item() for s in cs], rtol=1e-10)
+        assert result.cell_ratio == result.grad_c[0] / result.grad_c[-1]
+    assert result.factor == pytest.approx((result.grad_h[0] / result.grad_h[-1]) ** (1 / 8))
+    with pytest.raises(TypeError, match="model"):
+        adding.state_gradients(torch.nn.Linear(2, 1), x, y)
+    with pytest.raises(ValueError, match="y"):
+        adding.state_gradients(model, x, y[:3])
