@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from helpers._validate import check_int
+from helpers._validate import check_array, check_int
 
 # Where an activation's derivative is (nearly) zero: sigmoid outside [0.03, 0.97] (σ' < 0.03),
 # tanh beyond ±0.97 (tanh' < 0.06, Karpathy's makemore part 3 uses the same cut), ReLU at exactly 0.
@@ -49,7 +49,8 @@ SATURATED = {
 }
 _CHANNELS_FIRST = (nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase, nn.GroupNorm)
 PER_LAYER = ("grad_norm", "weight_norm", "update_ratio", "activation_mean", "activation_std",
-             "activation_grad_norm", "activation_grad_std", "saturated_fraction", "dead_fraction")
+             "activation_grad_norm", "activation_grad_std", "saturated_fraction", "dead_fraction",
+             "nonfinite_fraction")
 
 
 @dataclass
@@ -58,7 +59,8 @@ class TrainingLog:
 
     ``grad_norm``, ``weight_norm``, ``update_ratio`` (NaN without an optimizer), ``activation_mean``,
     ``activation_std``, ``activation_grad_norm`` / ``activation_grad_std`` (of ``dL/dh``; NaN if no backward),
-    ``saturated_fraction``, ``dead_fraction``: ``[steps, layers]``. ``total_grad_norm [steps]``: global norm of
+    ``saturated_fraction``, ``dead_fraction``, ``nonfinite_fraction`` (share of inf/NaN entries of ``h``; NaN
+    where ``h`` was not recorded): ``[steps, layers]``. ``total_grad_norm [steps]``: global norm of
     all parameters' gradients (what ``clip_grad_norm_`` sees). ``steps [steps]``: step numbers (0-based).
     ``layer_names``, ``activation_names`` (type of the activation module that follows, ``""`` if none).
     ``activation_samples`` / ``activation_grad_samples``: step -> per-layer 1-D samples of ``h`` / ``dL/dh``
@@ -79,6 +81,7 @@ class TrainingLog:
     activation_grad_std: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
     saturated_fraction: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
     dead_fraction: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    nonfinite_fraction: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
     activation_samples: dict = field(default_factory=dict)
     activation_grad_samples: dict = field(default_factory=dict)
     _buffers: dict = field(default_factory=dict, repr=False)
@@ -244,6 +247,7 @@ class _Recorder:
             h, activation, _ = self.outputs[k]
             h = h.detach()
             row["activation_mean"][k], row["activation_std"][k] = h.mean().item(), h.std().item()
+            row["nonfinite_fraction"][k] = 1.0 - torch.isfinite(h).count_nonzero().item() / max(h.numel(), 1)
             if activation is not None:
                 row["dead_fraction"][k], row["saturated_fraction"][k] = _dead_and_saturated(layer, activation, h)
             grad = self.out_grads.get(k)
@@ -369,23 +373,59 @@ def _first(condition, values, log, kind, threshold, message, *, persist=True) ->
     return [Finding(kind, name, int(log.steps[row]), value, threshold, text)]
 
 
-def diagnose(log: TrainingLog) -> list[Finding]:
+def _nonfinite(log: TrainingLog, losses) -> list[Finding]:
+    """The first record whose gradient norm, weight norm or activations hold inf/NaN, and the first non-finite
+    loss (``losses[step]``, if given): ``exploding`` findings with the quantity named in the message."""
+    found = []
+    quantities = (("gradient", ~np.isfinite(log.grad_norm)), ("weights", ~np.isfinite(log.weight_norm)),
+                  ("activations", np.nan_to_num(log.nonfinite_fraction, nan=0.0) > 0))
+    bad = np.zeros(log.grad_norm.shape, dtype=bool)
+    for _, where in quantities:
+        bad |= where
+    rows = np.flatnonzero(bad.any(axis=1))
+    if rows.size:
+        row = rows[0]
+        layers = np.flatnonzero(bad[row])
+        layer = layers[0]  # the first in forward order: where the non-finite values begin
+        what = [name for name, where in quantities if where[row, layer]]
+        value = float(log.grad_norm[row, layer] if what[0] == "gradient" else
+                      log.weight_norm[row, layer] if what[0] == "weights" else log.nonfinite_fraction[row, layer])
+        others = f" (and {len(layers) - 1} more layer{'s' if len(layers) > 2 else ''})" if len(layers) > 1 else ""
+        found.append(Finding("exploding", log.layer_names[layer], int(log.steps[row]), value, math.inf,
+                             f"{log.layer_names[layer]}: non-finite {' and '.join(what)} at step {log.steps[row]}"
+                             f"{others}: the run produced inf/NaN (exploding gradients, or a NaN/inf from the loss "
+                             "or the data)"))
+    if losses is not None:
+        bad_steps = np.flatnonzero(~np.isfinite(losses))
+        if bad_steps.size:
+            step = int(bad_steps[0])
+            found.append(Finding("exploding", "loss", step, float(losses[step]), math.inf,
+                                 f"loss: {losses[step]} at step {step}: the run produced inf/NaN (exploding "
+                                 "gradients, or a NaN/inf from the loss or the data)"))
+    return found
+
+
+def diagnose(log: TrainingLog, losses=None) -> list[Finding]:
     """Findings about a recorded run, earliest first; an empty list when nothing crossed a threshold.
 
-    exploding: a non-finite gradient, a layer's gradient ``EXPLODING_RATIO`` x the last layer's, or
-    ``EXPLODING_GROWTH`` x its own at the start; vanishing: a layer's gradient below ``VANISHING_RATIO`` x the
-    last layer's (exactly 0 counts as not learning, not vanishing); dead: ``dead_fraction > DEAD_SHARE`` (after
-    ReLU, sigmoid or tanh) or,
-    for sigmoid/tanh, ``saturated_fraction > SATURATED_SHARE``; update_ratio: outside
-    ``[UPDATE_RATIO_LOW, UPDATE_RATIO_HIGH]``; not_learning: gradient exactly 0 or update ratio below
-    ``NOT_LEARNING_RATIO``. All but non-finite values must hold on ``PERSIST`` consecutive records.
+    exploding: a non-finite gradient norm, weight norm or activation (reported at once, at the first step where
+    one appears; ``losses``, an optional ``[steps]`` array of the run's loss per step, adds its first non-finite
+    loss, which can come before anything the hooks see), a layer's gradient ``EXPLODING_RATIO`` x the last
+    layer's, or ``EXPLODING_GROWTH`` x its own at the start; vanishing: a layer's gradient below
+    ``VANISHING_RATIO`` x the last layer's (exactly 0 counts as not learning, not vanishing); dead:
+    ``dead_fraction > DEAD_SHARE`` (after ReLU, sigmoid or tanh) or, for sigmoid/tanh,
+    ``saturated_fraction > SATURATED_SHARE``; update_ratio: outside ``[UPDATE_RATIO_LOW, UPDATE_RATIO_HIGH]``;
+    not_learning: gradient exactly 0 or update ratio below ``NOT_LEARNING_RATIO``. All but non-finite values
+    must hold on ``PERSIST`` consecutive records.
     "The last layer" is the last watched module in ``model.modules()`` order (the output layer of an
     ``nn.Sequential``). One finding per kind, layer and first step; earliest first.
     """
     if not isinstance(log, TrainingLog):
         raise TypeError(f"log must be a TrainingLog from monitor.watch, got {type(log).__name__}")
+    if losses is not None:
+        losses = check_array("losses", losses, ndim=1, finite=False)
     if log.steps.size == 0:
-        return []
+        return _nonfinite(log, losses) if losses is not None else []
     grad, ratio = log.grad_norm, log.update_ratio
     finite = np.isfinite(grad)
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
@@ -393,9 +433,7 @@ def diagnose(log: TrainingLog) -> list[Finding]:
         to_last = grad / grad[:, -1:]
         growth = grad / np.nanmedian(np.where(finite & (grad > 0), grad, np.nan)[:PERSIST], axis=0)
     # growth that ends in inf/NaN is still growth: non-finite records continue an explosion's streak
-    found = _first(~finite, grad, log, "exploding", math.inf,
-                   "{layer}: the gradient norm is {value} at step {step}{others}: the run produced non-finite "
-                   "values (exploding gradients, or a NaN/inf from the loss or the data)", persist=False)
+    found = _nonfinite(log, losses)
     found += _first(to_last > EXPLODING_RATIO, to_last, log, "exploding", EXPLODING_RATIO,
                     "{layer}: gradient {value:.2g}x the last layer's at step {step}{others}: gradients explode "
                     "towards the input")

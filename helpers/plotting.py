@@ -367,16 +367,22 @@ def log_magnitude_histograms(samples, *, names=None, ax=None, xlabel: str = "log
     return ax
 
 
-def fix_matrix(final_losses, defects, fixes, *, threshold: float, ax=None):
+def fix_matrix(final_losses, defects, fixes, *, threshold: float, ax=None, tried=None):
     """Final loss of each broken run (rows) under each fix (columns), as a colour grid with the value printed;
-    NaN cells read "NaN", cells below ``threshold`` (the run trains) are outlined."""
+    NaN cells read "NaN", cells below ``threshold`` (the run trains) are outlined. ``tried``: optional bool
+    mask of the same shape; cells not tried are left blank."""
     values = check_array("final_losses", final_losses, ndim=2, finite=False)
     if values.shape != (len(defects), len(fixes)):
         raise ValueError(f"final_losses must have shape ({len(defects)}, {len(fixes)}), got {values.shape}")
+    tried = np.ones(values.shape, dtype=bool) if tried is None else np.asarray(tried, dtype=bool)
+    if tried.shape != values.shape:
+        raise ValueError(f"tried must have shape {values.shape}, got {tried.shape}")
     ax = _axes(ax, figsize=(10, 4))
     shown = np.log10(np.clip(np.where(np.isfinite(values), values, np.nan), 1e-3, 1e3))
     image = ax.imshow(shown, cmap="viridis_r", aspect="auto", vmin=np.log10(0.5), vmax=np.log10(20))
     for (i, j), v in np.ndenumerate(values):
+        if not tried[i, j]:
+            continue
         ax.text(j, i, f"{v:.2f}" if np.isfinite(v) else "NaN", ha="center", va="center", fontsize=8,
                 color="white" if np.isfinite(v) and v < threshold else "black")
         if np.isfinite(v) and v < threshold:

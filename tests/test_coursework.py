@@ -134,7 +134,11 @@ WRONG_ANSWERS = {
     "05_gradient_clipping": ("return [g * factor for g in grads], total", "return [g * factor for g in grads], max_norm",
                              "ex05_clip_global_norm"),
     "07_recurrent_networks": ("delta = grad_h * (1 - hs[t] ** 2)", "delta = grad_h", "ex07_bptt_weight_hh"),
-    "08_diagnose_and_fix": ('cause_1 = "dead"', 'cause_1 = "vanishing"', "ex08_mystery_1"),
+    "08_diagnose_and_fix": [  # a wrong cause costs the question even where the fix that follows from it trains
+        ("cause_1 = name_the_cause(mystery_1, mystery_1_result)",
+         'cause_1 = "labels" if name_the_cause(mystery_1, mystery_1_result) != "labels" else "dead"', "ex08_mystery_1"),
+        ("fix_4 = FIX_FOR[cause_4]", 'fix_4 = "clip"', "ex08_mystery_4"),  # clipping repairs none of the defects
+    ],
     "06_normalization_and_residuals": ("    dx = (g - g.mean(axis=0) - x_hat * (g * x_hat).mean(axis=0)) / std",
                                        "    dx = (g - g.mean(axis=0)) / std", "ex06_batchnorm_backward"),
 }

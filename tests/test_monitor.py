@@ -537,3 +537,47 @@ def test_update_ratio_of_a_zero_initialized_weight_is_inf_not_an_error():
         nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
     assert log.weight_norm[0, 1] == 0 and np.isinf(log.update_ratio[0, 1]) and np.isfinite(log.update_ratio[0, 0])
+
+
+# ---------------------------------------------------------------- diagnose: non-finite values other than gradients
+def test_diagnose_flags_nonfinite_activations_weights_and_losses_before_any_nonfinite_gradient():
+    """A run stopped at its first NaN loss, before backward (as models.train does): its gradients and weights stay
+    finite, only the last record's activations are not; notebook 05's lr-1.0 runs end this way (inf activations)."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+    x, y = torch.randn(16, 4, generator=torch.Generator().manual_seed(0)), torch.zeros(16, dtype=torch.long)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    losses = []
+    with monitor.watch(model) as log:  # no optimizer: one record per backward pass, the last forward recorded at exit
+        for step in range(3):
+            if step == 2:
+                x[3, 1] = math.inf  # a bad example: layer 0's output is inf/NaN, the loss NaN
+            loss = nn.functional.cross_entropy(model(x), y)
+            losses.append(loss.item())
+            if not math.isfinite(losses[-1]):
+                break
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    assert np.all(np.isfinite(log.grad_norm)) and np.all(np.isfinite(log.weight_norm))  # no gradient rule can fire
+    assert log.nonfinite_fraction[-1, 0] > 0 and np.all(log.nonfinite_fraction[:-1] == 0)
+    assert monitor.diagnose(_synthetic(log.grad_norm)) == []  # the gradients alone show nothing
+    (finding,) = [f for f in monitor.diagnose(log) if "non-finite" in f.message]
+    assert (finding.kind, finding.step, finding.layer) == ("exploding", 2, log.layer_names[0])
+    assert "activations" in finding.message
+    with_loss = monitor.diagnose(log, losses=losses)
+    assert ("exploding", "loss", 2) in {(f.kind, f.layer, f.step) for f in with_loss}
+    # weights: a NaN weight is named even if the gradient norm happens to be finite
+    grad = np.ones((3, 2))
+    weights = np.ones((3, 2))
+    weights[1, 1] = np.nan
+    hand = monitor.TrainingLog(["0 (Linear)", "1 (Linear)"], ["", ""])
+    for i in range(3):
+        row = {name: np.full(2, np.nan) for name in monitor.PER_LAYER} | {"grad_norm": grad[i], "weight_norm": weights[i]}
+        hand._append(i, 1.0, row)
+    (finding,) = monitor.diagnose(hand)
+    assert (finding.kind, finding.step, finding.layer) == ("exploding", 1, "1 (Linear)") and "weights" in finding.message
+    assert [str(f) for f in monitor.diagnose(hand, losses=[1.0, 1.0, 1.0])] == [str(finding)]  # value is NaN: compare text
+    with pytest.raises(ValueError, match="losses"):
+        monitor.diagnose(hand, losses=np.ones((3, 2)))
+    with pytest.raises(TypeError, match="losses"):
+        monitor.diagnose(hand, losses="nan")
