@@ -24,6 +24,11 @@ from tests.test_license import NOTICE  # noqa: E402
 
 NOTEBOOKS = [p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) if coursework.has_assignment(p)]
 
+_SECOND_MOMENT = "second_moment = (float(activation(1.0)) ** 2 + float(activation(-1.0)) ** 2) / 2"  # 02 Ex 3
+_CLIP_BODY = ("    total = math.sqrt(sum(float(np.sum(g**2)) for g in grads))\n"
+              "    factor = min(1.0, max_norm / (total + 1e-6))\n    return [g * factor for g in grads], total")  # 05 Ex 1
+_MEDIAN = "return float(np.median(norms[np.isfinite(norms)]))"  # 05 Ex 2
+
 # One deliberately wrong answer per notebook: (text in the reference solution, wrong text, question it breaks).
 WRONG_ANSWERS = {
     "00_start_here": [  # the warm-up's typical slips: each must cost the question
@@ -88,7 +93,27 @@ WRONG_ANSWERS = {
         ("below = np.flatnonzero(norms < threshold * norms[-1])", "below = np.flatnonzero(norms < threshold * norms[0])",
          "ex01_dying_layer"),  # relative to the first layer
     ],
-    "02_initialization": ("return math.sqrt(2.0 / (1.0 + slope**2))", "return math.sqrt(2.0)", "ex02_leaky_gain"),
+    "02_initialization": [  # each typical mistake must cost its question's points
+        ("return math.sqrt(2.0 / (1.0 + slope**2))", "return math.sqrt(2.0)", "ex02_leaky_gain"),
+        ("return gain * math.sqrt(6.0 / (fan_in + fan_out))", "return init.xavier_bound(fan_in, fan_out, gain)",
+         "ex02_glorot_bound"),  # calls the helper it is meant to derive
+        ("return gain * math.sqrt(6.0 / (fan_in + fan_out))", "return gain * math.sqrt(2.0 / (fan_in + fan_out))",
+         "ex02_glorot_bound"),  # the std, not the bound
+        (_SECOND_MOMENT, "second_moment = 0.5", "ex02_any_activation"),  # ReLU's, whatever the unit
+        (_SECOND_MOMENT, "z = np.random.default_rng(0).standard_normal(1_000_000)\n"
+         "    second_moment = float(np.var(activation(z)))", "ex02_any_activation"),  # Var(f(z)), not E[f(z)^2]
+        (_SECOND_MOMENT, "second_moment = (1.0 + float(activation(-1.0)) ** 2) / 2",
+         "ex02_any_activation"),  # leaky ReLU's formula: assumes the positive slope is 1
+        (_SECOND_MOMENT, "second_moment = float(activation(1.0)) ** 2 + float(activation(-1.0)) ** 2",
+         "ex02_any_activation"),  # each half of the Gaussian carries half of E[z^2]: forgot the 1/2
+        ("return math.sqrt(1.0 / (fan_in * second_moment))", "return 1.0 / (fan_in * second_moment)",
+         "ex02_any_activation"),  # a variance, not a std
+        ("return math.sqrt(1.0 / (fan_in * second_moment))", "return math.sqrt(1.0 / second_moment)",
+         "ex02_any_activation"),  # the gain without 1/sqrt(fan_in)
+        ("    " + _SECOND_MOMENT + "\n    return math.sqrt(1.0 / (fan_in * second_moment))",
+         "    a, b = float(activation(1.0)), -float(activation(-1.0))\n"
+         "    return init.kaiming_std(fan_in, 'leaky_relu', a=b / a) / a", "ex02_any_activation"),  # the helper
+    ],
     "03_gradient_checking": [  # several typical mistakes per question: each must cost that question's points
         ("grad[index] = (plus - minus) / (2 * eps)", "grad[index] = (plus - minus) / eps", "ex03_centered_difference"),
         ("x[index] = original - eps\n        minus = f(x)\n        x[index] = original\n"
@@ -131,8 +156,28 @@ WRONG_ANSWERS = {
          "ex03_fix_backward"),  # a numerical gradient is not a fix
     ],
     "04_l2_and_dropout": ("    return dout * keep / (1 - p)", "    return dout * keep / p", "ex04_dropout_backward"),
-    "05_gradient_clipping": ("return [g * factor for g in grads], total", "return [g * factor for g in grads], max_norm",
-                             "ex05_clip_global_norm"),
+    "05_gradient_clipping": [  # each typical mistake must cost its question's points
+        ("return [g * factor for g in grads], total", "return [g * factor for g in grads], max_norm",
+         "ex05_clip_global_norm"),
+        (_CLIP_BODY, "    total = math.sqrt(sum(float(np.sum(g**2)) for g in grads))\n"
+         "    return [g * min(1.0, max_norm / (np.linalg.norm(g) + 1e-6)) for g in grads], total",
+         "ex05_clip_global_norm"),  # each array clipped on its own norm, not the global one
+        ("factor = min(1.0, max_norm / (total + 1e-6))", "factor = min(1.0, max_norm / total)",
+         "ex05_clip_global_norm"),  # forgot torch's 1e-6
+        ("    return [g * factor for g in grads], total", "    for g in grads:\n        g *= factor\n    return grads, total",
+         "ex05_clip_global_norm"),  # scales the caller's arrays in place
+        (_CLIP_BODY, "    return clipping.clip_by_global_norm(grads, max_norm)", "ex05_clip_global_norm"),  # the helper
+        (_CLIP_BODY, "    params = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True) for g in grads]\n"
+         "    for p, g in zip(params, grads):\n        p.grad = torch.tensor(g.copy())\n"
+         "    total = torch.nn.utils.clip_grad_norm_(params, max_norm).item()\n"
+         "    return [p.grad.numpy() for p in params], total", "ex05_clip_global_norm"),  # torch's
+        (_MEDIAN, "return float(np.max(norms[np.isfinite(norms)]))", "ex05_threshold"),  # the exploded steps
+        (_MEDIAN, "return float(np.mean(norms[np.isfinite(norms)]))", "ex05_threshold"),  # dragged by them
+        (_MEDIAN, "return float(np.median(norms))", "ex05_threshold"),  # NaN in the record
+        (_MEDIAN, "return float(np.percentile(norms[np.isfinite(norms)], 99))", "ex05_threshold"),
+        (_MEDIAN, "return float(np.min(norms[np.isfinite(norms)]))", "ex05_threshold"),  # clips nearly every step
+        (_MEDIAN, "return float(np.median(norms[60:][np.isfinite(norms[60:])]))", "ex05_threshold"),  # lr 1.0 steps
+    ],
     "07_recurrent_networks": ("delta = grad_h * (1 - hs[t] ** 2)", "delta = grad_h", "ex07_bptt_weight_hh"),
     "08_diagnose_and_fix": [  # a wrong cause costs the question even where the fix that follows from it trains
         ("cause_1 = name_the_cause(mystery_1, mystery_1_result)",
