@@ -293,7 +293,7 @@ def trace_nonfinite(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn)
     return "" if torch.isfinite(loss) else "loss"
 
 
-def overfit_tiny(run: Run, *, n: int = 16, steps: int = 200) -> float:
+def overfit_tiny(run: Run, *, n: int = 16, steps: int = 100) -> float:
     """Loss after ``steps`` full-batch steps on the first ``n`` examples of step 0's batch, with the run's own
     model, loss and learning rate, plain SGD (Karpathy's check: a working model and optimizer memorize a tiny set,
     whatever its labels). Returns the last loss (NaN/inf kept)."""

@@ -191,3 +191,13 @@ def test_bad_input_is_rejected():
         run.batch(capstone.STEPS)
     with pytest.raises(TypeError, match="loss_fn"):
         capstone.trace_nonfinite(torch.nn.Identity(), torch.ones(2, 2), torch.zeros(2, dtype=torch.int64), None)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_only_the_label_bug_memorizes_a_tiny_subset(seed):
+    """Karpathy's check (the notebook's section 2): model, loss and optimizer that work memorize 16 examples."""
+    tiny = {d: capstone.overfit_tiny(capstone.build(d, seed)) for d in STALLS}
+    assert tiny["labels"] < 0.1, tiny  # measured 0.007-0.06 at 100 steps (seeds 0-7)
+    assert all(tiny[d] > 1.0 for d in STALLS if d != "labels"), tiny  # measured 1.7-3.2
+    with pytest.raises(ValueError, match="n"):
+        capstone.overfit_tiny(capstone.build(None, seed), n=capstone.BATCH + 1)

@@ -182,7 +182,7 @@ WRONG_ANSWERS = {
     "08_diagnose_and_fix": [  # a wrong cause costs the question even where the fix that follows from it trains
         ("cause_1 = name_the_cause(mystery_1, mystery_1_result)",
          'cause_1 = "labels" if name_the_cause(mystery_1, mystery_1_result) != "labels" else "dead"', "ex08_mystery_1"),
-        ("fix_4 = FIX_FOR[cause_4]", 'fix_4 = "clip"', "ex08_mystery_4"),  # clipping repairs none of the defects
+        ("fix_1 = FIX_FOR[cause_1]", 'fix_1 = "clip"', "ex08_mystery_1"),  # clipping repairs none of the defects
     ],
     "06_normalization_and_residuals": ("    dx = (g - g.mean(axis=0) - x_hat * (g * x_hat).mean(axis=0)) / std",
                                        "    dx = (g - g.mean(axis=0)) / std", "ex06_batchnorm_backward"),
