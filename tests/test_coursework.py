@@ -178,14 +178,28 @@ WRONG_ANSWERS = {
         (_MEDIAN, "return float(np.min(norms[np.isfinite(norms)]))", "ex05_threshold"),  # clips nearly every step
         (_MEDIAN, "return float(np.median(norms[60:][np.isfinite(norms[60:])]))", "ex05_threshold"),  # lr 1.0 steps
     ],
-    "07_recurrent_networks": ("delta = grad_h * (1 - hs[t] ** 2)", "delta = grad_h", "ex07_bptt_weight_hh"),
+    "07_recurrent_networks": [
+        ("delta = grad_h * (1 - hs[t] ** 2)", "delta = grad_h", "ex07_bptt_weight_hh"),  # no tanh'
+        ("    return grad_weight\n",
+         "    w = {'weight_ih': np.zeros((len(h0[0]), 1)), 'weight_hh': weight_hh,\n"
+         "         'bias_ih': np.zeros(len(h0[0])), 'bias_hh': np.zeros(len(h0[0]))}\n"
+         "    cache = {'hs': hs, 'x': np.zeros(hs.shape[:2] + (1,)), 'h0': h0, 'weights': w,\n"
+         "             'nonlinearity': 'tanh'}\n"
+         "    grad_hs = np.zeros_like(hs)\n    grad_hs[-1] = grad_last\n"
+         "    return recurrent.rnn_backward(grad_hs, cache)['weight_hh']\n",
+         "ex07_bptt_weight_hh"),  # the helper it teaches, with a dummy cache
+    ],
     "08_diagnose_and_fix": [  # a wrong cause costs the question even where the fix that follows from it trains
         ("cause_1 = name_the_cause(mystery_1, mystery_1_result)",
          'cause_1 = "labels" if name_the_cause(mystery_1, mystery_1_result) != "labels" else "dead"', "ex08_mystery_1"),
         ("fix_1 = FIX_FOR[cause_1]", 'fix_1 = "clip"', "ex08_mystery_1"),  # clipping repairs none of the defects
     ],
-    "06_normalization_and_residuals": ("    dx = (g - g.mean(axis=0) - x_hat * (g * x_hat).mean(axis=0)) / std",
-                                       "    dx = (g - g.mean(axis=0)) / std", "ex06_batchnorm_backward"),
+    "06_normalization_and_residuals": [
+        ("    dx = (g - g.mean(axis=0) - x_hat * (g * x_hat).mean(axis=0)) / std",
+         "    dx = (g - g.mean(axis=0)) / std", "ex06_batchnorm_backward"),
+        ("    return dx, (dout * x_hat).sum(axis=0), dout.sum(axis=0)",  # calls the taught helper
+         "    return batchnorm_backward(dout, (x_hat, std, gamma, True))", "ex06_batchnorm_backward"),
+    ],
 }
 
 
