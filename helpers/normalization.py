@@ -259,12 +259,13 @@ def eval_loss(model: nn.Module, x, y) -> float:
 
 def train_recording_inputs(model: nn.Module, x, y, *, steps: int, lr: float, batch_size: int,
                            generator: torch.Generator, watch: list[nn.Module] = ()):
-    """Plain SGD on cross-entropy, recording what the layers in ``watch`` output at every step.
+    """Plain SGD on cross-entropy, recording the distribution of what the layers in ``watch`` output.
 
     Minibatches of ``batch_size`` rows are drawn (without replacement within a batch) from
-    ``generator``. Returns ``(losses [steps], unit_means [steps, len(watch), width])``: each step's
-    minibatch loss, and the batch mean of every unit of every watched module's output (e.g. the input of
-    each ReLU), the statistic whose drift "internal covariate shift" is about. Stops recording at NaN.
+    ``generator``. Returns ``(losses [steps], unit_stats [steps, 2, len(watch), width])``: each step's
+    minibatch loss, and the batch mean (``[:, 0]``) and batch standard deviation (``[:, 1]``) of every
+    unit of every watched module's output (e.g. the input of each ReLU): the distribution whose drift
+    "internal covariate shift" is about (see ``input_drift``). Stops recording at NaN.
     """
     steps, batch_size = check_int("steps", steps, minimum=1), check_int("batch_size", batch_size, minimum=2)
     lr = check_real("lr", lr, positive=True)
@@ -274,8 +275,11 @@ def train_recording_inputs(model: nn.Module, x, y, *, steps: int, lr: float, bat
     x = torch.as_tensor(x if torch.is_tensor(x) else check_array("x", x, ndim=2), dtype=dtype)
     y = torch.as_tensor(y if torch.is_tensor(y) else np.asarray(y), dtype=torch.int64)
     outputs: dict[int, torch.Tensor] = {}
-    handles = [m.register_forward_hook(lambda _m, _i, out, k=k: outputs.__setitem__(k, out.detach().mean(dim=0)))
-               for k, m in enumerate(watch)]
+
+    def record(k, out):
+        outputs[k] = torch.stack([out.detach().mean(dim=0), out.detach().std(dim=0)])
+
+    handles = [m.register_forward_hook(lambda _m, _i, out, k=k: record(k, out)) for k, m in enumerate(watch)]
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     losses, means = np.full(steps, np.nan), []
     try:
@@ -284,7 +288,7 @@ def train_recording_inputs(model: nn.Module, x, y, *, steps: int, lr: float, bat
             loss = nn.functional.cross_entropy(model(x[index]), y[index])
             losses[step] = loss.item()
             if watch:
-                means.append(torch.stack([outputs[k] for k in range(len(watch))]).double().numpy())
+                means.append(torch.stack([outputs[k] for k in range(len(watch))], dim=1).double().numpy())
             if not np.isfinite(losses[step]):
                 break
             optimizer.zero_grad(set_to_none=True)
@@ -293,4 +297,23 @@ def train_recording_inputs(model: nn.Module, x, y, *, steps: int, lr: float, bat
     finally:
         for handle in handles:
             handle.remove()
-    return losses, np.stack(means) if means else np.empty((len(losses), 0, 0))
+    return losses, np.stack(means) if means else np.empty((len(losses), 2, 0, 0))
+
+
+def input_drift(unit_stats) -> dict[str, np.ndarray]:
+    """How far each watched layer's input distribution moves from one step to the next.
+
+    ``unit_stats [steps, 2, layers, width]`` as returned by ``train_recording_inputs``. Per step ``t`` and
+    layer: ``mean_shift [steps - 1, layers]`` = median over units of ``|m_{t+1} - m_t| / s_t`` (the unit's
+    batch mean moves by this many of its batch standard deviations) and ``log_std_change`` = median over
+    units of ``|log s_{t+1} - log s_t|``. Units with ``s_t = 0`` (dead) are left out.
+    """
+    stats = check_array("unit_stats", unit_stats, ndim=4)
+    if stats.shape[1] != 2 or stats.shape[0] < 2:
+        raise ValueError(f"unit_stats must have shape [steps >= 2, 2, layers, width], got {stats.shape}")
+    mean, std = stats[:, 0], stats[:, 1]
+    alive = (std[:-1] > 0) & (std[1:] > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.where(alive, np.abs(mean[1:] - mean[:-1]) / std[:-1], np.nan)
+        log_change = np.where(alive, np.abs(np.log(std[1:]) - np.log(std[:-1])), np.nan)
+    return {"mean_shift": np.nanmedian(shift, axis=-1), "log_std_change": np.nanmedian(log_change, axis=-1)}

@@ -214,12 +214,32 @@ def test_train_recording_inputs_records_every_step_and_lowers_the_loss():
     model = residual.deep_net(4, 16, 3, 3, norm="batch", order="post", init="kaiming", generator=generator)
     x = torch.randn(200, 4, generator=generator, dtype=torch.float64)
     y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
-    losses, means = normalization.train_recording_inputs(model, x, y, steps=60, lr=0.2, batch_size=32,
+    losses, stats = normalization.train_recording_inputs(model, x, y, steps=60, lr=0.2, batch_size=32,
                                                          generator=generator, watch=[b.norm for b in model.blocks])
-    assert means.shape == (60, 3, 16) and np.all(np.isfinite(losses))
+    assert stats.shape == (60, 2, 3, 16) and np.all(np.isfinite(losses))
+    means, stds = stats[:, 0], stats[:, 1]
     np.testing.assert_allclose(means[0], 0.0, atol=1e-12)  # BN's output has batch mean β, 0 before any update
+    # γ = 1 at the first step: BN's output has biased batch variance 1 - ε/(σ² + ε); torch's std is unbiased
+    np.testing.assert_allclose(stds[0], np.sqrt(32 / 31), rtol=1e-3)
     assert np.abs(means[-1]).max() > 1e-3  # β has been trained since
     assert losses[-10:].mean() < 0.7 * losses[:10].mean()
+
+
+def test_input_drift_measures_the_step_to_step_change_of_each_units_distribution():
+    mean = np.array([[[0.0, 1.0]], [[0.5, 1.0]], [[0.5, 3.0]]])  # [steps 3, layers 1, width 2]
+    std = np.array([[[1.0, 2.0]], [[2.0, 2.0]], [[2.0, 0.0]]])  # the second unit dies at step 2
+    drift = normalization.input_drift(np.stack([mean, std], axis=1))
+    assert drift["mean_shift"].shape == drift["log_std_change"].shape == (2, 1)
+    # step 0 -> 1: unit shifts 0.5/1 and 0/2, median 0.25; log std changes log 2 and 0, median log(2)/2
+    np.testing.assert_allclose(drift["mean_shift"][0, 0], 0.25)
+    np.testing.assert_allclose(drift["log_std_change"][0, 0], np.log(2) / 2)
+    # step 1 -> 2: the dead unit is left out
+    np.testing.assert_allclose(drift["mean_shift"][1, 0], 0.0)
+    np.testing.assert_allclose(drift["log_std_change"][1, 0], 0.0)
+    with pytest.raises(ValueError, match="unit_stats"):
+        normalization.input_drift(np.zeros((3, 1, 2)))
+    with pytest.raises(ValueError, match="unit_stats"):
+        normalization.input_drift(np.zeros((1, 2, 1, 2)))
 
 
 def test_deep_net_residual_block_jacobian_is_identity_plus_branch():
