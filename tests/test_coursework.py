@@ -92,6 +92,18 @@ WRONG_ANSWERS = {
          "ex01_dying_layer"),  # an absolute bound
         ("below = np.flatnonzero(norms < threshold * norms[-1])", "below = np.flatnonzero(norms < threshold * norms[0])",
          "ex01_dying_layer"),  # relative to the first layer
+        ("below = np.flatnonzero(norms < threshold * norms[-1])", "below = np.flatnonzero(norms < threshold * norms.max())",
+         "ex01_dying_layer"),  # relative to the largest norm, not the top layer's
+        ("def sigmoid_chain_backward(weights, x, top_grad):",
+         "from torch.autograd import grad as autograd_grad  # bound before the tests run\n\n\n"
+         "def sigmoid_chain_backward(weights, x, top_grad):\n"
+         "    h = [torch.tensor(x, requires_grad=True)]\n"
+         "    w_t = [torch.tensor(w, requires_grad=True) for w in weights]\n"
+         "    for w in w_t:\n        h.append(torch.sigmoid(h[-1] @ w.T))\n"
+         "    grads = autograd_grad((h[-1] * torch.tensor(top_grad)).sum(), h[:-1] + w_t)\n"
+         "    norms = [g.norm().item() for g in grads]\n"
+         "    return np.array(norms[:len(weights)] + [np.linalg.norm(top_grad)]), np.array(norms[len(weights):])\n\n\n"
+         "def _unused(weights, x, top_grad):", "ex01_backward_norms"),  # autograd's grad, imported early
     ],
     "02_initialization": [  # each typical mistake must cost its question's points
         ("return math.sqrt(2.0 / (1.0 + slope**2))", "return math.sqrt(2.0)", "ex02_leaky_gain"),
