@@ -156,29 +156,24 @@ def build(defect: str | None, seed: int) -> Run:
     return Run(x, y, order, loss_fn, lr, seed, dict(recipe, init_seed=seed), clean)
 
 
-def _defect_of(case: str, seed: int) -> str:
-    """The defect behind ``case`` for ``seed``: position ``case`` of a permutation of ``DEFECTS`` drawn from
-    ``seed``. Reading this source does not give the answer; running it does (see the notebook's exercises)."""
-    order = section_rng(seed, "capstone-mystery").permutation(len(DEFECTS))
-    return DEFECTS[order[CASES.index(case)]]
-
-
 def mystery(case: str, seed: int) -> Run:
     """A run with one hidden defect: ``case`` is one of ``CASES``; find out which defect with the monitor.
     Different cases of one seed hide different defects; one case hides different defects under different seeds."""
     check_choice("case", case, CASES)
-    return build(_defect_of(case, _check_seed(seed)), seed)
+    order = section_rng(_check_seed(seed), "capstone-mystery").permutation(len(DEFECTS))
+    return build(DEFECTS[order[CASES.index(case)]], seed)
 
 
 def make_model(run: Run, *, fix: str | None = None) -> nn.Module:
     """The run's model (float32), weights drawn from the run's seed; ``fix`` in ("init", "normalization",
     "residual") changes the model: He/Glorot init with zero biases, BatchNorm before each activation, or
-    identity shortcuts around the hidden layers."""
+    identity shortcuts around the hidden layers. The init for sigmoid is 4/sqrt(fan_in) (Glorot & Bengio's x4
+    for sigmoid, which offsets sigma'(0) = 1/4)."""
     if not isinstance(run, Run):
         raise TypeError(f"run must be a capstone.Run, got {type(run).__name__}")
     r = dict(run._recipe)
     if fix == "init":
-        r.update(gain=math.sqrt(2.0) if r["activation"] == "relu" else 1.0, bias=0.0)
+        r.update(gain=math.sqrt(2.0) if r["activation"] == "relu" else 4.0, bias=0.0)
     gen = section_generator(r["init_seed"], "capstone-weights")
     sizes = [run.x.shape[1]] + [WIDTH] * DEPTH
     modules: list[nn.Module] = []
@@ -220,12 +215,13 @@ class Result:
         return bool(np.all(np.isfinite(self.losses[-LAST:])) and self.final_loss < TRAINS_BELOW)
 
 
-def train(run: Run, *, fix: str | None = None, steps: int | None = None, every: int = 10, sample_steps=()) -> Result:
+def train(run: Run, *, fix: str | None = None, steps: int | None = None, every: int = 10, sample_steps=(),
+          clip_norm: float = CLIP_NORM) -> Result:
     """Train ``run`` with one fix (``None`` or one of ``FIXES``) under ``monitor.watch(every=every)``.
 
     Fixes: "init", "normalization", "residual" (the model, see ``make_model``); "clip" (global norm at
-    ``CLIP_NORM``); "lower_lr" / "raise_lr" (lr / 10, lr / ``SMALL_LR``); "warmup" (lr ramps up linearly over
-    ``WARMUP_STEPS``); "stable_loss" (``F.cross_entropy``); "clean_data" (non-finite rows dropped, labels
+    ``clip_norm``, default ``CLIP_NORM``); "lower_lr" / "raise_lr" (lr / 10, lr / ``SMALL_LR``); "warmup" (lr ramps
+    up linearly over ``WARMUP_STEPS``); "stable_loss" (``F.cross_entropy``); "clean_data" (non-finite rows dropped, labels
     as in the source data).
     """
     if not isinstance(run, Run):
@@ -233,6 +229,8 @@ def train(run: Run, *, fix: str | None = None, steps: int | None = None, every: 
     if fix is not None:
         check_choice("fix", fix, FIXES)
     steps = STEPS if steps is None else check_int("steps", steps, minimum=0)
+    if not isinstance(clip_norm, (int, float)) or not clip_norm > 0:
+        raise ValueError(f"clip_norm must be a positive number, got {clip_norm!r}")
     if steps > STEPS:
         raise ValueError(f"steps must be <= {STEPS}, got {steps}")
     model = make_model(run, fix=fix)
@@ -254,7 +252,7 @@ def train(run: Run, *, fix: str | None = None, steps: int | None = None, every: 
             optimizer.zero_grad()
             loss.backward()
             if fix == "clip":
-                torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
             optimizer.step()
             losses[step] = loss.item()
             if broken_at is None and not math.isfinite(losses[step]):

@@ -205,6 +205,8 @@ WRONG_ANSWERS = {
         ("cause_1 = name_the_cause(mystery_1, mystery_1_result)",
          'cause_1 = "labels" if name_the_cause(mystery_1, mystery_1_result) != "labels" else "dead"', "ex08_mystery_1"),
         ("fix_1 = FIX_FOR[cause_1]", 'fix_1 = "clip"', "ex08_mystery_1"),  # clipping repairs none of the defects
+        ('    """The defect, from measurements only: loss, monitor, data and loss function."""\n',  # right for SEED 0's
+         '    return "labels"\n', "ex08_mystery_1"),  # run A only: the hidden check's other seed hides unsafe_loss
     ],
     "06_normalization_and_residuals": [
         ("    dx = (g - g.mean(axis=0) - x_hat * (g * x_hat).mean(axis=0)) / std",
