@@ -125,6 +125,23 @@ WRONG_ANSWERS = {
         ("    " + _SECOND_MOMENT + "\n    return math.sqrt(1.0 / (fan_in * second_moment))",
          "    a, b = float(activation(1.0)), -float(activation(-1.0))\n"
          "    return init.kaiming_std(fan_in, 'leaky_relu', a=b / a) / a", "ex02_any_activation"),  # the helper
+        ("def variance_preserving_std(activation, fan_in):",
+         "from torch.nn.init import calculate_gain as cg  # bound before the tests run\n\n\n"
+         "def variance_preserving_std(activation, fan_in):\n    a, b = float(activation(1.0)), float(activation(-1.0))\n"
+         "    return cg('leaky_relu', -b / a) / abs(a) / math.sqrt(fan_in)\n\n\n"
+         "def _unused(activation, fan_in):", "ex02_any_activation"),  # torch's gain, bound early
+        ("def variance_preserving_std(activation, fan_in):",
+         "def variance_preserving_std(activation, fan_in, cg=torch.nn.init.calculate_gain):\n"
+         "    a, b = float(activation(1.0)), float(activation(-1.0))\n"
+         "    return cg('leaky_relu', -b / a) / abs(a) / math.sqrt(fan_in)\n\n\n"
+         "def _unused(activation, fan_in):", "ex02_any_activation"),  # torch's gain as a default argument
+        ("return math.sqrt(2.0 / (1.0 + slope**2))",
+         "import torch\n\n    return torch.nn.init.calculate_gain('leaky_relu', slope)", "ex02_leaky_gain"),  # torch's gain
+        ("return math.sqrt(2.0 / (1.0 + slope**2))", "return init.calculate_gain('leaky_relu', slope)",
+         "ex02_leaky_gain"),  # the helper
+        ("def leaky_relu_gain(slope):", "from torch.nn.init import calculate_gain as early_gain\n\n\n"
+         "def leaky_relu_gain(slope):\n    return early_gain('leaky_relu', slope)\n\n\n"
+         "def _unused(slope):", "ex02_leaky_gain"),  # torch's, bound before the tests run
     ],
     "03_gradient_checking": [  # several typical mistakes per question: each must cost that question's points
         ("grad[index] = (plus - minus) / (2 * eps)", "grad[index] = (plus - minus) / eps", "ex03_centered_difference"),
@@ -189,6 +206,20 @@ WRONG_ANSWERS = {
         (_MEDIAN, "return float(np.percentile(norms[np.isfinite(norms)], 99))", "ex05_threshold"),
         (_MEDIAN, "return float(np.min(norms[np.isfinite(norms)]))", "ex05_threshold"),  # clips nearly every step
         (_MEDIAN, "return float(np.median(norms[60:][np.isfinite(norms[60:])]))", "ex05_threshold"),  # lr 1.0 steps
+        (_MEDIAN, "return 1.0", "ex05_threshold"),  # a constant that happens to lie in the ordinary range
+        (_CLIP_BODY, "    import torch\n    from torch.nn.utils.clip_grad import clip_grad_norm_ as deep\n"
+         "    params = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True) for g in grads]\n"
+         "    for p, g in zip(params, grads):\n        p.grad = torch.tensor(g.copy())\n"
+         "    total = deep(params, max_norm).item()\n"
+         "    return [p.grad.numpy() for p in params], total", "ex05_clip_global_norm"),  # torch's, from its module
+        ("def clip_global_norm(grads, max_norm):",
+         "from torch.nn.utils import clip_grad_norm_ as early_clip  # bound before the tests run\n\n\n"
+         "def clip_global_norm(grads, max_norm):\n    import torch\n"
+         "    params = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True) for g in grads]\n"
+         "    for p, g in zip(params, grads):\n        p.grad = torch.tensor(g.copy())\n"
+         "    total = early_clip(params, max_norm).item()\n"
+         "    return [p.grad.numpy() for p in params], total\n\n\n"
+         "def _unused(grads, max_norm):", "ex05_clip_global_norm"),
     ],
     "07_recurrent_networks": [
         ("delta = grad_h * (1 - hs[t] ** 2)", "delta = grad_h", "ex07_bptt_weight_hh"),  # no tanh'
