@@ -18,6 +18,7 @@ Everything is float64, ``x`` is ``[batch, features]``.
 
 from __future__ import annotations
 
+import contextlib
 from typing import NamedTuple
 
 import numpy as np
@@ -151,6 +152,21 @@ class ShiftNoise(nn.Module):
         return x * scale + self.max_shift * (2 * uniform[1] - 1)
 
 
+@contextlib.contextmanager
+def _restored(model: nn.Module, params: list[torch.Tensor]):
+    """Yield copies of ``params``; on exit (also after an error) put ``params`` and ``model``'s buffers back."""
+    start = [p.detach().clone() for p in params]
+    buffers = [b.detach().clone() for b in model.buffers()]
+    try:
+        yield start
+    finally:
+        with torch.no_grad():
+            for p, p0 in zip(params, start):
+                p.copy_(p0)
+            for b, b0 in zip(model.buffers(), buffers):
+                b.copy_(b0)
+
+
 def internal_covariate_shift(model: nn.Module, layers: list[nn.Module], x, y, *, lr: float) -> dict[str, np.ndarray]:
     """Santurkar et al.'s internal covariate shift (their Definition 2.1), per layer, on one fixed batch.
 
@@ -166,8 +182,6 @@ def internal_covariate_shift(model: nn.Module, layers: list[nn.Module], x, y, *,
         raise ValueError("layers must be a list of at least 2 nn.Modules in forward order")
     groups = [list(m.parameters()) for m in layers]
     params = [p for group in groups for p in group]
-    buffers = [b.detach().clone() for b in model.buffers()]
-    start = [p.detach().clone() for p in params]
     x, y = torch.as_tensor(x), torch.as_tensor(y)
 
     def grads():
@@ -178,7 +192,7 @@ def internal_covariate_shift(model: nn.Module, layers: list[nn.Module], x, y, *,
         return torch.cat([v.reshape(-1) for v in values[offset: offset + len(groups[i])]])
 
     change, relative, cosine = [], [], []
-    try:
+    with _restored(model, params) as start:
         before = grads()
         for i in range(1, len(layers)):
             updated = sum(len(group) for group in groups[:i])  # the parameters of layers[:i] come first
@@ -189,12 +203,6 @@ def internal_covariate_shift(model: nn.Module, layers: list[nn.Module], x, y, *,
             change.append((g_old - g_new).norm().item())
             relative.append(change[-1] / g_old.norm().item())
             cosine.append(nn.functional.cosine_similarity(g_old, g_new, dim=0).item())
-    finally:
-        with torch.no_grad():
-            for p, p0 in zip(params, start):
-                p.copy_(p0)
-            for b, b0 in zip(model.buffers(), buffers):
-                b.copy_(b0)
     return {"change": np.array(change), "relative": np.array(relative), "cosine": np.array(cosine)}
 
 
@@ -213,18 +221,16 @@ def landscape_along_gradient(model: nn.Module, x, y, step_sizes) -> dict[str, np
     if np.any(step_sizes <= 0):
         raise ValueError("step_sizes must be positive")
     params = [p for p in model.parameters() if p.requires_grad]
-    buffers = [b.detach().clone() for b in model.buffers()]
     x, y = torch.as_tensor(x), torch.as_tensor(y)
 
     def loss_and_grad():
         value = nn.functional.cross_entropy(model(x), y)
         return value.item(), torch.autograd.grad(value, params)
 
-    start = [p.detach().clone() for p in params]
-    _, g = loss_and_grad()
-    g_norm = torch.sqrt(sum((gi**2).sum() for gi in g)).item()
     losses, changes = [], []
-    try:
+    with _restored(model, params) as start:
+        _, g = loss_and_grad()
+        g_norm = torch.sqrt(sum((gi**2).sum() for gi in g)).item()
         for eta in step_sizes:
             with torch.no_grad():
                 for p, p0, gi in zip(params, start, g):
@@ -232,12 +238,6 @@ def landscape_along_gradient(model: nn.Module, x, y, step_sizes) -> dict[str, np
             loss, g_new = loss_and_grad()
             losses.append(loss)
             changes.append(torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(g_new, g))).item())
-    finally:
-        with torch.no_grad():
-            for p, p0 in zip(params, start):
-                p.copy_(p0)
-            for b, b0 in zip(model.buffers(), buffers):
-                b.copy_(b0)
     changes = np.array(changes)
     return {"loss": np.array(losses), "grad_change": changes, "smoothness": changes / (step_sizes * g_norm),
             "grad_norm": g_norm}
