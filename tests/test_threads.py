@@ -65,5 +65,5 @@ def torch_num_threads_default() -> int:
 def test_limit_threads_rejects_bad_counts(n, error):
     from helpers.threads import limit_threads
 
-    with pytest.raises(error, match="n"):
+    with pytest.raises(error, match=r"^n must be"):  # the message names the argument
         limit_threads(n)
