@@ -3,7 +3,9 @@
 Usage: ``make bench`` (or ``python scripts/benchmark.py [--repeats N] [--threads N] [--quiet-only] [notebook ...]``).
 Each notebook is run ``repeats`` times quiet and ``repeats`` times with one busy process beside it (a bounded
 busy loop this script starts and stops itself), interleaved so that drift in the machine's load hits both alike;
-the table shows the medians, their ratio, the kernel's peak memory and the slowest cells of the median quiet run.
+the table shows the medians, the kernel's CPU seconds in the quiet runs (a figure that barely changes with the
+machine's load: compare it when the machine is busy), the loaded/quiet ratio, the kernel's peak memory and the
+slowest cells of the median quiet run.
 Targets on a 2-core machine: each notebook ≤ 15 s quiet and loaded ≤ 1.5× quiet.
 ``--threads N``: the kernel's math libraries get N threads (default 1, as in the project's kernel).
 ``python scripts/benchmark.py --monitor-overhead``: the cost of ``monitor.watch`` per training step instead.
@@ -50,10 +52,12 @@ def run_one(path: Path, kernel_name: str) -> dict:
     NotebookClient(notebook, timeout=900, kernel_name=kernel_name, resources={"metadata": {"path": str(path.parent)}}
                    ).execute()
     wall = time.perf_counter() - start
-    # the kernel was our child and has exited: its peak RSS is in RUSAGE_CHILDREN (KiB on Linux, bytes on macOS)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # the kernel was our child and has exited: its peak RSS (KiB on Linux, bytes on macOS) and CPU time are in
+    # RUSAGE_CHILDREN; CPU time barely changes with the machine's load, so it compares runs made on a busy machine
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     cells = [(index, cell_seconds(cell)) for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
-    return {"seconds": wall, "peak_mib": peak / 1024 if sys.platform != "darwin" else peak / 2**20, "cells": cells}
+    return {"seconds": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "cells": cells,
+            "peak_mib": usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / 2**20}
 
 
 def kernel_with_threads(threads: int, folder: Path) -> tuple[str, dict]:
@@ -99,6 +103,7 @@ def benchmark(paths: list[Path], *, repeats: int, threads: int, loaded: bool) ->
                     busy.append(timed_run(path, kernel, env, busy=True))
             median = sorted(quiet, key=lambda run: run["seconds"])[len(quiet) // 2]
             row = {"notebook": path.stem, "quiet_s": statistics.median(r["seconds"] for r in quiet),
+                   "cpu_s": statistics.median(r["cpu_s"] for r in quiet),
                    "peak_mib": max(r["peak_mib"] for r in quiet),
                    "slowest": sorted(median["cells"], key=lambda cell: -cell[1])[:3]}
             if loaded:
@@ -118,7 +123,8 @@ def format_row(row: dict) -> str:
     else:
         loaded = f"{'':>8} {'':>7}"
     slowest = ", ".join(f"cell {index} {seconds:.1f} s" for index, seconds in row["slowest"])
-    return f"{row['notebook']:<32} {row['quiet_s']:>7.1f} {loaded} {row['peak_mib']:>8.0f}  {slowest}  {' '.join(flags)}"
+    return (f"{row['notebook']:<32} {row['quiet_s']:>7.1f} {row['cpu_s']:>6.1f} {loaded} {row['peak_mib']:>8.0f}  "
+            f"{slowest}  {' '.join(flags)}")
 
 
 def monitor_overhead(repeats: int = 9, steps: int = 40) -> dict:
@@ -182,7 +188,7 @@ def main(argv: list[str]) -> int:
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     print(f"{os.cpu_count()} cores, {args.threads} thread(s) per math library, median of {args.repeats}; "
           f"targets: quiet ≤ {QUIET_TARGET_S:.0f} s, loaded ≤ {LOADED_RATIO_TARGET}x quiet")
-    print(f"{'notebook':<32} {'quiet s':>7} {'loaded s':>8} {'ratio':>7} {'peak MiB':>8}  slowest cells (quiet)")
+    print(f"{'notebook':<32} {'quiet s':>7} {'cpu s':>6} {'loaded s':>8} {'ratio':>7} {'peak MiB':>8}  slowest cells (quiet)")
     rows = benchmark(paths, repeats=args.repeats, threads=args.threads, loaded=not args.quiet_only)
     missed = [row for row in rows if row["quiet_s"] > QUIET_TARGET_S
               or row.get("loaded_s", 0) > LOADED_RATIO_TARGET * row["quiet_s"]]
