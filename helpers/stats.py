@@ -103,26 +103,52 @@ def record_layer_stats(model: nn.Module, *, max_samples: int = 5000):
     stats.weight_norm = log.weight_norm[-1].copy()
 
 
-def dead_unit_fraction(model: nn.Module, x) -> np.ndarray:
-    """Per hidden layer, the share of units whose activation is 0 for every row of ``x``.
-
-    A ReLU unit that is 0 on every input gets no gradient through any of them: it is dead and
-    stays so under gradient descent. ``x``: ``[n, in_features]``. Returns ``[n_layers]``.
-    """
-    pairs = _hidden_layers(model)
-    if not pairs:
-        raise ValueError("model has no activation module right after a Linear layer")
-    dtype = pairs[0][0].weight.dtype
+def _activation_outputs(model: nn.Module, x) -> list[torch.Tensor]:
+    """The output ``[n, width]`` of every activation module (``Sigmoid``, ``ReLU``, ...; in module order) when
+    ``x [n, in_features]`` goes through ``model`` without gradients."""
+    activations = [module for module in model.modules() if type(module) in _SATURATED]
+    if not activations:
+        raise ValueError("model has no activation module (ReLU, Sigmoid, Tanh, ...)")
+    dtype = next(model.parameters()).dtype
     x = torch.as_tensor(x if torch.is_tensor(x) else check_array("x", x, ndim=2), dtype=dtype)
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D [n, in_features], got shape {tuple(x.shape)}")
     outputs = {}
-    handles = [
-        activation.register_forward_hook(lambda m, i, out, k=k: outputs.__setitem__(k, out.detach()))
-        for k, (_, activation) in enumerate(pairs)
-    ]
+    handles = [module.register_forward_hook(lambda m, i, out, k=k: outputs.__setitem__(k, out.detach()))
+               for k, module in enumerate(activations)]
     try:
         with torch.no_grad():
             model(x)
     finally:
         for handle in handles:
             handle.remove()
-    return np.array([(outputs[k] == 0).all(dim=0).double().mean().item() for k in range(len(pairs))])
+    return [outputs[k] for k in range(len(activations))]
+
+
+def dead_unit_fraction(model: nn.Module, x) -> np.ndarray:
+    """Per hidden layer, the share of units whose activation is 0 for every row of ``x``.
+
+    A ReLU unit that is 0 on every input passes no gradient to its own weights and bias for any of them; it
+    can come back only if the layers below change its input (notebook 01 measures how often that happens).
+    ``x``: ``[n, in_features]``. Returns ``[n_layers]``.
+    """
+    if not _hidden_layers(model):
+        raise ValueError("model has no activation module right after a Linear layer")
+    return np.array([(h == 0).all(dim=0).double().mean().item() for h in _activation_outputs(model, x)])
+
+
+def input_signal_share(model: nn.Module, x) -> np.ndarray:
+    """Per activation layer, the share of the activations' energy that differs between inputs.
+
+    ``E||h - h̄||² / E||h||²`` over the rows of ``x [n, in_features]`` (``h̄``: the mean activation vector).
+    Near 0: every input gives almost the same vector, so the layers above cannot tell the inputs apart, whatever
+    the gradients do. Needs ``n >= 2``. Returns ``[n_layers]``.
+    """
+    outputs = _activation_outputs(model, x)
+    if outputs[0].shape[0] < 2:
+        raise ValueError(f"x must have at least 2 rows (inputs) to compare, got {outputs[0].shape[0]}")
+    shares = []
+    for h in outputs:
+        h = h.double()
+        shares.append(((h - h.mean(0)) ** 2).sum(1).mean().item() / max((h**2).sum(1).mean().item(), 1e-300))
+    return np.array(shares)

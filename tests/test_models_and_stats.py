@@ -231,6 +231,26 @@ def test_dead_unit_fraction_counts_units_off_for_every_input():
         stats.dead_unit_fraction(model, np.ones(3))
 
 
+def test_input_signal_share_is_the_across_input_share_of_each_activation_layers_energy():
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2), nn.Sigmoid())
+    x = torch.randn(50, 2, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
+    hidden = torch.relu(model[0](x)).detach().double()
+    top = torch.sigmoid(model[2](hidden.float())).detach().double()
+    expected = [float(torch.var(h, dim=0, unbiased=False).sum() / (h**2).sum(1).mean()) for h in (hidden, top)]
+    np.testing.assert_allclose(stats.input_signal_share(model, x), expected, rtol=1e-6)
+    constant = nn.Sequential(nn.Linear(2, 3), nn.Tanh())
+    with torch.no_grad():
+        constant[0].weight.zero_()
+        constant[0].bias.fill_(0.5)  # every input gives the same vector: no input signal
+    assert stats.input_signal_share(constant, x)[0] == 0.0
+    with pytest.raises(ValueError, match="x must have at least 2 rows"):
+        stats.input_signal_share(model, x[:1])
+    with pytest.raises(ValueError, match="x"):
+        stats.input_signal_share(model, np.ones(3))
+    with pytest.raises(ValueError, match="activation"):
+        stats.input_signal_share(nn.Sequential(nn.Linear(2, 2)), x)
+
+
 def test_dropout_weight_decay_validation_and_accuracy():
     x, y = _toy_problem()
     model = models.deep_mlp(4, 16, 2, 2, dropout=0.5, generator=torch.Generator().manual_seed(0))
