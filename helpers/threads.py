@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from helpers._validate import check_int
 
+# the environment variables that set the thread count before a process starts (the Makefile, environment.yml and
+# the kernelspec set each to 1; tests/test_threads.py checks that they do)
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
 
 def limit_threads(n: int = 1) -> dict[str, int]:
     """Use at most ``n`` threads in torch's intra-op pool and in every BLAS/OpenMP pool numpy or torch loaded.

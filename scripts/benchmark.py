@@ -28,8 +28,9 @@ from pathlib import Path
 QUIET_TARGET_S = 15.0
 LOADED_RATIO_TARGET = 1.5
 BUSY_LIMIT_S = 900  # the busy loop stops itself after this, even if this script dies
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from helpers.threads import THREAD_VARS  # noqa: E402
 
 
 def cell_seconds(cell) -> float:
@@ -132,7 +133,6 @@ def monitor_overhead(repeats: int = 9, steps: int = 40) -> dict:
     without ``monitor.watch`` (every step, and every 10th step); runs are interleaved so drift hits all alike."""
     import torch
 
-    sys.path.insert(0, str(ROOT))
     from helpers import models, monitor
 
     model = models.deep_mlp(128, 128, 10, 10, init="kaiming_normal", dtype=torch.float32,

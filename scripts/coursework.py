@@ -42,6 +42,9 @@ import yaml
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from helpers.threads import THREAD_VARS  # noqa: E402
+
 OTTER = [sys.executable, "-m", "otter"]
 
 
@@ -132,7 +135,7 @@ def autograder_zip(out: Path, name: str) -> Path:
 # Grading runs code that students wrote: every submission gets a time limit, its own temporary folder and
 # one thread per math library, and whatever it does costs that submission only (see README, "For instructors").
 DEFAULT_TIMEOUT = 600  # seconds per submission; the slowest reference notebook takes well under a minute
-SINGLE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+SINGLE_THREAD = dict.fromkeys(THREAD_VARS, "1")
 
 
 @dataclass

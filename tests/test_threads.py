@@ -11,8 +11,9 @@ import pytest
 import yaml
 from jupyter_client.kernelspec import KernelSpecManager
 
+from helpers.threads import THREAD_VARS
+
 ROOT = Path(__file__).resolve().parent.parent
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def test_the_venv_kernel_sets_one_thread_per_library():
