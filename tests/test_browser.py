@@ -8,7 +8,9 @@ kernel draws (figure or readout) within ``SLIDER_TIMEOUT_S``. Slider response ti
 
 JupyterLab runs on 127.0.0.1 with a random token and a throwaway HOME, settings and runtime folder, on a
 copy of ``notebooks/`` (so autosave never writes outputs into the repository); it is shut down, and
-checked to leave no kernel behind, even when a test fails. The browser is the system chromium
+checked to leave no kernel behind, even when a test fails. The copy's parameters cell says ``SEED = s`` for the
+first seed of ``GSL_SEEDS`` (default 1): this run is that seed's run of the seed test (``tests/test_notebook_seeds.py``
+runs the others), so no notebook runs twice with one seed. The browser is the system chromium
 (``/usr/bin/chromium`` from Debian's ``chromium`` package; ``.ci/run`` installs it), or the one named by
 ``GSL_BROWSER``: Playwright never downloads one.
 """
@@ -34,10 +36,13 @@ import nbformat
 import pytest
 from playwright.sync_api import sync_playwright
 
+from tests.conftest import SEEDS
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 RUN_ALL_TIMEOUT_S = 300
 SLIDER_TIMEOUT_S = 15
+BROWSER_SEED = SEEDS[0]  # the seed test leaves this seed to this test (see the module docstring)
 # the slider each notebook's test moves (its description); it must change what the kernel draws
 SLIDER_TO_MOVE = {
     "00_start_here": "try me",
@@ -70,6 +75,16 @@ def test_every_notebook_with_a_widget_is_driven_in_the_browser():
     with_widgets = {path.stem for path in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")
                     if re.search(r"ipywidgets\.\w+\(|Explorer\(", _notebook_source(path.stem))}
     assert with_widgets == set(SLIDER_TO_MOVE)
+
+
+def _set_seed(path: Path, seed: int) -> None:
+    """Make ``SEED = seed`` the line of ``path``'s parameters cell that says ``SEED = 0`` (the seed test's structural
+    check guarantees that line)."""
+    notebook = nbformat.read(path, as_version=4)
+    cell = next(cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", []))
+    cell.source, count = re.subn(r"^SEED = 0$", f"SEED = {seed}", cell.source, flags=re.M)
+    assert count == 1, f"{path.name}: no line `SEED = 0` in the parameters cell"
+    nbformat.write(notebook, path)
 
 
 def _browser_path() -> str:
@@ -188,6 +203,8 @@ def jupyter_lab(workdir: Path):
 def lab_and_browser(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("browser")
     shutil.copytree(ROOT / "notebooks", workdir / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    for name in SLIDER_TO_MOVE:
+        _set_seed(workdir / "notebooks" / f"{name}.ipynb", BROWSER_SEED)
     with jupyter_lab(workdir) as lab, sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=_browser_path(), headless=True, args=CHROMIUM_ARGS)
         try:
@@ -233,7 +250,7 @@ def test_notebook_runs_and_its_widgets_respond_in_jupyterlab(lab_and_browser, na
         cells = page.evaluate(CELL_REPORT)
         not_run = [cell["index"] for cell in cells if cell["count"] is None]
         errors = {cell["index"]: cell["errors"] for cell in cells if cell["errors"]}
-        assert not errors, f"{name}: cells with errors: {errors}"
+        assert not errors, f"{name} (SEED = {BROWSER_SEED}): cells with errors: {errors}"
         assert not not_run, f"{name}: code cells that did not run: {not_run}"
         assert page.get_by_text("Error displaying widget").count() == 0
 
