@@ -9,14 +9,18 @@ probability): ``out = x · m / (1 − p)`` with ``m ~ Bernoulli(1 − p)``, so `
 ``Var(out) = x² p / (1 − p)``; at test time the layer is the identity.
 
 Experiments: ``retained_weight_fraction`` (Adam + L2 against AdamW on weight groups whose gradients differ
-in scale), ``predict_probabilities`` (one deterministic pass, or the dropout ensemble averaged by
-sampling) and ``prediction_quality`` (loss, error and confidence on errors).
+in scale), ``train_together`` (several small networks trained side by side as one tensor program),
+``predict_probabilities`` (one deterministic pass, or the dropout ensemble averaged by sampling) and
+``prediction_quality`` (loss, error and confidence on errors).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+from torch import nn
 
 from helpers._validate import check_array, check_choice, check_int, check_real, check_rng
 
@@ -128,6 +132,96 @@ def retained_weight_fraction(optimizer: str, lam: float, grad_scales, *, lr: flo
         weights.grad = row_scales * torch.randn(weights.shape, generator=generator, dtype=torch.float64)
         step.step()
     return weights.detach().mean(dim=1).numpy()
+
+
+@dataclass(frozen=True)
+class LossCurves:
+    """One network's run in ``train_together``: ``loss [steps]``, the full-batch training loss before each step
+    (dropout on), and ``val_loss [steps]``, the validation loss in eval mode (dropout off) before each step."""
+
+    loss: np.ndarray
+    val_loss: np.ndarray
+
+
+def _architecture(net) -> list:
+    return [(type(m).__name__, [tuple(t.shape) for t in m.parameters(recurse=False)], getattr(m, "p", None))
+            for m in net]
+
+
+def train_together(nets, x, y, *, steps: int, lr: float, weight_decay: float = 0.0, x_val, y_val,
+                   rng: np.random.Generator) -> list[LossCurves]:
+    """Train K networks of one architecture side by side, as one tensor program: full-batch Adam.
+
+    Each network goes through what ``models.train(net, x, y, steps=steps, lr=lr, optimizer="adam",
+    weight_decay=weight_decay, x_val=x_val, y_val=y_val)`` does to it (L2 as Adam's ``weight_decay``; tested
+    equal), with two differences: dropout masks come from ``rng`` (keep where ``U ≥ p``, scale ``1/(1 − p)``,
+    as ``dropout``), not from torch's global RNG; and no per-layer statistics are recorded. How: layer ``l``'s
+    weights of all K networks are stacked into one tensor ``[K, fan_in, fan_out]`` and applied with one batched
+    matmul (``torch.baddbmm``); Adam acts elementwise, so one Adam over the stacked tensors is K independent
+    Adams, and the summed loss gives each network its own gradient. Per step that is one set of Python calls
+    instead of K. The trained parameters are written back into ``nets``.
+
+    ``nets``: ``nn.Sequential`` networks built alike (e.g. by ``models.deep_mlp``: same sizes, activation,
+    dropout ``p`` and dtype). ``x [n, in]``, ``y [n]`` int labels, ``x_val [m, in]``, ``y_val [m]``.
+    Returns one ``LossCurves`` per network, in order.
+    """
+    if not isinstance(nets, (list, tuple)) or not nets or not all(isinstance(n, nn.Sequential) for n in nets):
+        raise TypeError("nets must be a non-empty list of torch.nn.Sequential networks")
+    if any(_architecture(net) != _architecture(nets[0]) for net in nets):
+        raise ValueError("nets must share one architecture (module types, layer sizes, dropout p)")
+    steps = check_int("steps", steps, minimum=1)
+    lr = check_real("lr", lr, positive=True)
+    weight_decay = check_real("weight_decay", weight_decay, minimum=0.0)
+    rng = check_rng("rng", rng)
+    linears = [[m for m in net if isinstance(m, nn.Linear)] for net in nets]
+    if not linears[0]:
+        raise ValueError("nets must contain nn.Linear layers")
+    dtype = linears[0][0].weight.dtype
+    data = {}
+    for name, inputs, label_name, labels in (("x", x, "y", y), ("x_val", x_val, "y_val", y_val)):
+        inputs = torch.as_tensor(check_array(name, inputs, ndim=2), dtype=dtype)
+        if inputs.shape[1] != linears[0][0].in_features:
+            raise ValueError(f"{name} must have shape [n, {linears[0][0].in_features}], got {tuple(inputs.shape)}")
+        labels = np.asarray(labels)
+        if labels.shape != (len(inputs),) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"{label_name} must be {len(inputs)} integer labels, got {labels.dtype} {labels.shape}")
+        data[name] = inputs.expand(len(nets), -1, -1), torch.as_tensor(labels).repeat(len(nets))  # [K, n, in], [K·n]
+    with torch.no_grad():  # [K, fan_in, fan_out] and [K, 1, fan_out]: y = x @ W.T + b for each network
+        weights = [torch.stack([ls[i].weight.T for ls in linears]).requires_grad_() for i in range(len(linears[0]))]
+        biases = [torch.stack([ls[i].bias[None] for ls in linears]).requires_grad_() for i in range(len(linears[0]))]
+
+    def losses(inputs, labels, training):  # [K]: each network's mean cross-entropy
+        h, layer = inputs, 0
+        for module in nets[0]:
+            if isinstance(module, nn.Linear):
+                h, layer = torch.baddbmm(biases[layer], h, weights[layer]), layer + 1
+            elif isinstance(module, nn.Dropout):
+                if training and module.p > 0:
+                    keep = torch.from_numpy(rng.random(tuple(h.shape), dtype=np.float32) >= module.p)
+                    h = h * keep.to(dtype) / (1.0 - module.p)
+            else:  # activations act elementwise, on all K networks at once
+                h = module(h)
+        per_point = nn.functional.cross_entropy(h.flatten(0, 1), labels, reduction="none")
+        return per_point.view(len(nets), -1).mean(dim=1)
+
+    optimizer = torch.optim.Adam(weights + biases, lr=lr, weight_decay=weight_decay)
+    loss, val_loss = np.full((len(nets), steps), np.nan), np.full((len(nets), steps), np.nan)
+    for step in range(steps):
+        with torch.no_grad():
+            val_loss[:, step] = losses(*data["x_val"], training=False).numpy()
+        optimizer.zero_grad()
+        value = losses(*data["x"], training=True)
+        loss[:, step] = value.detach().numpy()
+        if not np.all(np.isfinite(loss[:, step])):
+            raise FloatingPointError(f"a network's loss is not finite at step {step}: use models.train for such runs")
+        value.sum().backward()
+        optimizer.step()
+    with torch.no_grad():
+        for k, layers_k in enumerate(linears):
+            for layer, w, b in zip(layers_k, weights, biases):
+                layer.weight.copy_(w[k].T)
+                layer.bias.copy_(b[k, 0])
+    return [LossCurves(loss[k], val_loss[k]) for k in range(len(nets))]
 
 
 def predict_probabilities(model: torch.nn.Module, x, *, mc_samples: int = 0, generator=None) -> np.ndarray:

@@ -259,10 +259,11 @@ class RegularizationExplorer(_Explorer):
     """L2 strength λ and dropout p → decision boundary and train/validation curves (notebook 04).
 
     Trains a small MLP (2 hidden layers of 64 ReLU units, Adam, 200 full-batch steps, float32) on
-    ``dataset`` from the same initial weights and the same dropout masks each time (both drawn from
-    ``seed``; the masks inside ``torch.random.fork_rng``, so torch's global RNG is left as it was):
-    same settings, same result. ``explorer.history`` and ``explorer.accuracy``
-    (``{"train": ..., "validation": ...}``) describe the last run.
+    ``dataset`` with ``regularization.train_together`` from the same initial weights and the same dropout
+    masks each time (both drawn from ``seed``; the network is built inside ``torch.random.fork_rng``, so
+    torch's global RNG is left as it was): same settings, same result. ``explorer.history`` (a
+    ``regularization.LossCurves``) and ``explorer.accuracy`` (``{"train": ..., "validation": ...}``) describe
+    the last run.
     """
 
     def __init__(self, dataset, *, seed: int = 0, steps: int = 200):
@@ -277,22 +278,22 @@ class RegularizationExplorer(_Explorer):
                                            description="L2 λ")
         self.p = widgets.FloatSlider(value=0.0, min=0.0, max=0.7, step=0.1, description="dropout p")
         self._assemble([[self.lam, self.p]])
-        self.history: models.TrainHistory | None = None
+        self.history = None  # regularization.LossCurves of the last run
         self.accuracy: dict | None = None
         self.update()
 
     def compute(self):
         """Train with the current λ and p; return ``(model, history)`` (same settings, same result)."""
+        from helpers import regularization
+
         d = self.dataset
-        # nn.Linear's constructor and nn.Dropout's masks draw from the global RNG: seed a forked copy of it
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
+        with torch.random.fork_rng(devices=[]):  # nn.Linear's constructor draws from the global RNG
             model = models.deep_mlp(2, 64, 2, d.n_classes, activation="relu", init="kaiming_normal",
                                     dropout=self.p.value, dtype=torch.float32,
                                     generator=torch.Generator().manual_seed(self.seed))
-            history = models.train(model, d.x_train, d.y_train, steps=self.steps, lr=1e-2, optimizer="adam",
-                                   weight_decay=self.lam.value, x_val=d.x_test, y_val=d.y_test,
-                                   generator=torch.Generator().manual_seed(self.seed))
+        (history,) = regularization.train_together(
+            [model], d.x_train, d.y_train, steps=self.steps, lr=1e-2, weight_decay=self.lam.value,
+            x_val=d.x_test, y_val=d.y_test, rng=np.random.default_rng(self.seed))  # masks from the seed too
         return model, history
 
     def update(self) -> None:

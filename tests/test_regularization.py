@@ -129,6 +129,65 @@ def test_retained_weight_fraction_shows_loshchilov_and_hutters_contrast():
     assert retained["sgd"][0] == pytest.approx((1 - lr * lam) ** steps, abs=1e-3)  # tiny noise: exact decay
 
 
+def _spiral_nets(k, dropout=0.0, dtype=torch.float64):
+    from helpers import models
+
+    return [models.deep_mlp(2, 16, 2, 2, init="kaiming_normal", dropout=dropout, dtype=dtype,
+                            generator=torch.Generator().manual_seed(i)) for i in range(k)]
+
+
+def test_train_together_takes_the_adam_steps_of_models_train():
+    import copy
+
+    from helpers import data, models
+
+    d = data.make_spirals(200, np.random.default_rng(0), noise=0.3)
+    nets = _spiral_nets(3)
+    alone = copy.deepcopy(nets)
+    curves = regularization.train_together(nets, d.x_train, d.y_train, steps=25, lr=1e-2, weight_decay=1e-2,
+                                           x_val=d.x_test, y_val=d.y_test, rng=np.random.default_rng(1))
+    assert len(curves) == 3
+    for net, reference, run in zip(nets, alone, curves):
+        history = models.train(reference, d.x_train, d.y_train, steps=25, lr=1e-2, optimizer="adam",
+                               weight_decay=1e-2, x_val=d.x_test, y_val=d.y_test)
+        assert history.loss[-1] < history.loss[0] - 0.02  # the weights really moved
+        # float64: the same arithmetic up to the order of a few sums (~1e-16 per step)
+        np.testing.assert_allclose(run.loss, history.loss, rtol=1e-12)
+        np.testing.assert_allclose(run.val_loss, history.val_loss, rtol=1e-12)
+        for ours, theirs in zip(net.parameters(), reference.parameters()):  # written back into the networks
+            np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_train_together_draws_inverted_dropout_masks_from_rng():
+    from helpers import data, models
+
+    d = data.make_spirals(100, np.random.default_rng(0), noise=0.3)
+    nets = [models.deep_mlp(2, 16, 1, 2, dropout=0.3, dtype=torch.float64,
+                            generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    with torch.no_grad():  # the first step's training loss by hand: keep where U >= p, scale 1/(1 - p)
+        keep = np.random.default_rng(5).random((2, len(d.x_train), 16), dtype=np.float32) >= 0.3
+        by_hand = []
+        for net, mask in zip(nets, keep):
+            first, second = models.linear_layers(net)
+            hidden = torch.relu(first(torch.tensor(d.x_train))) * torch.tensor(mask) / 0.7
+            by_hand.append(torch.nn.functional.cross_entropy(second(hidden), torch.tensor(d.y_train)).item())
+        eval_loss = [torch.nn.functional.cross_entropy(net.eval()(torch.tensor(d.x_train)),
+                                                       torch.tensor(d.y_train)).item() for net in nets]
+    curves = regularization.train_together(nets, d.x_train, d.y_train, steps=3, lr=1e-2, x_val=d.x_test,
+                                           y_val=d.y_test, rng=np.random.default_rng(5))
+    np.testing.assert_allclose([c.loss[0] for c in curves], by_hand, rtol=1e-12)
+    assert not np.allclose(by_hand, eval_loss)  # the masks changed the loss: dropout was on
+    again = regularization.train_together(_spiral_nets(2, dropout=0.3), d.x_train, d.y_train, steps=3, lr=1e-2,
+                                          x_val=d.x_test, y_val=d.y_test, rng=np.random.default_rng(5))
+    other = regularization.train_together(_spiral_nets(2, dropout=0.3), d.x_train, d.y_train, steps=3, lr=1e-2,
+                                          x_val=d.x_test, y_val=d.y_test, rng=np.random.default_rng(6))
+    same = regularization.train_together(_spiral_nets(2, dropout=0.3), d.x_train, d.y_train, steps=3, lr=1e-2,
+                                         x_val=d.x_test, y_val=d.y_test, rng=np.random.default_rng(5))
+    np.testing.assert_array_equal(again[1].loss, same[1].loss)  # same rng, same masks, same run
+    assert not np.array_equal(again[1].loss, other[1].loss)
+    np.testing.assert_array_equal(again[1].val_loss[0], other[1].val_loss[0])  # validation: dropout off
+
+
 def test_predict_probabilities_deterministic_and_monte_carlo():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 8, dtype=torch.float64), torch.nn.ReLU(), torch.nn.Dropout(0.4),
@@ -190,6 +249,14 @@ def test_prediction_quality_matches_torch_cross_entropy(rng):
          "grad_scales"),
         (lambda r: regularization.retained_weight_fraction("adam", -1.0, [1.0], generator=_g()), ValueError, "lam"),
         (lambda r: regularization.retained_weight_fraction("adam", 0.1, [1.0], generator=0), TypeError, "generator"),
+        (lambda r: _together(nets="net"), TypeError, "nets"),
+        (lambda r: _together(nets=_spiral_nets(1) + _spiral_nets(1, dropout=0.5)), ValueError, "nets"),
+        (lambda r: _together(steps=0), ValueError, "steps"),
+        (lambda r: _together(weight_decay=-1.0), ValueError, "weight_decay"),
+        (lambda r: _together(rng=0), TypeError, "rng"),
+        (lambda r: _together(x=np.ones((4, 3))), ValueError, "x"),
+        (lambda r: _together(y=np.ones(4)), ValueError, "y"),
+        (lambda r: _together(y_val=np.zeros(3, dtype=int)), ValueError, "y_val"),
         (lambda r: regularization.predict_probabilities("net", np.ones((2, 3))), TypeError, "model"),
         (lambda r: regularization.predict_probabilities(torch.nn.Linear(3, 2), np.ones((2, 3)), mc_samples=2),
          TypeError, "generator"),
@@ -201,9 +268,17 @@ def test_prediction_quality_matches_torch_cross_entropy(rng):
     ],
 )
 def test_regularization_rejects_bad_input(call, error, name, rng):
-    with pytest.raises(error, match=name):
+    with pytest.raises(error, match=rf"^{name}\b"):  # the message starts with the argument's name
         call(rng)
 
 
 def _g():
     return torch.Generator().manual_seed(0)
+
+
+def _together(**changes):
+    arguments = dict(nets=_spiral_nets(2), x=np.ones((4, 2)), y=np.array([0, 1, 0, 1]), steps=2, lr=0.1,
+                     x_val=np.ones((2, 2)), y_val=np.array([0, 1]), rng=np.random.default_rng(0))
+    arguments.update(changes)
+    nets = arguments.pop("nets")
+    return regularization.train_together(nets, arguments.pop("x"), arguments.pop("y"), **arguments)
