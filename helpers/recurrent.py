@@ -233,7 +233,7 @@ def gradient_profile(cell: str = "rnn", *, generator: torch.Generator, steps: in
         truncate = check_int("truncate", truncate, minimum=1)
     input_scale = check_real("input_scale", input_scale, positive=True)
     module = initialize(make_module(cell, input_size, hidden_size), init, generator=generator, scale=scale,
-                        forget_bias=forget_bias, t_max=t_max)
+                        forget_bias=forget_bias, t_max=t_max).requires_grad_(False)  # only states need gradients
     x = input_scale * torch.randn(steps, batch, input_size, generator=generator, dtype=torch.float64)
     u = torch.randn(batch, hidden_size, generator=generator, dtype=torch.float64)
     h = torch.zeros(batch, hidden_size, dtype=torch.float64, requires_grad=True)
@@ -244,16 +244,18 @@ def gradient_profile(cell: str = "rnn", *, generator: torch.Generator, steps: in
         if truncate is not None and t == steps - truncate:
             h, c = h.detach().requires_grad_(), c.detach().requires_grad_()
             hs[-1], cs[-1] = h, c
-        pre = x[t] @ w_ih.T + b_ih + h @ w_hh.T + b_hh
         if cell == "rnn":
+            pre = x[t] @ w_ih.T + b_ih + h @ w_hh.T + b_hh
             h = torch.tanh(pre) if nonlinearity == "tanh" else pre
             derivatives.append((1 - h.detach() ** 2) if nonlinearity == "tanh" else torch.ones_like(h))
-        elif cell == "gru":
-            gates.append(torch.sigmoid(pre[:, _gate(module, 1)]).detach())
-            h = module(x[t], h)
         else:
-            gates.append(torch.sigmoid(pre[:, _gate(module, 1)]).detach())
-            h, c = module(x[t], (h, c))
+            with torch.no_grad():  # the forget (LSTM) / update (GRU) gate, read off for the record
+                pre = x[t] @ w_ih.T + b_ih + h @ w_hh.T + b_hh
+                gates.append(torch.sigmoid(pre[:, _gate(module, 1)]))
+            if cell == "gru":
+                h = module(x[t], h)
+            else:
+                h, c = module(x[t], (h, c))
         h.retain_grad()
         c.retain_grad()
         hs.append(h)
