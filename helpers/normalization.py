@@ -262,42 +262,46 @@ def train_recording_inputs(model: nn.Module, x, y, *, steps: int, lr: float, bat
     """Plain SGD on cross-entropy, recording the distribution of what the layers in ``watch`` output.
 
     Minibatches of ``batch_size`` rows are drawn (without replacement within a batch) from
-    ``generator``. Returns ``(losses [steps], unit_stats [steps, 2, len(watch), width])``: each step's
-    minibatch loss, and the batch mean (``[:, 0]``) and batch standard deviation (``[:, 1]``) of every
-    unit of every watched module's output (e.g. the input of each ReLU): the distribution whose drift
-    "internal covariate shift" is about (see ``input_drift``). Stops recording at NaN.
+    ``generator``; each step is ``θ ← θ - lr · ∇L(θ)``, the same update as ``torch.optim.SGD(lr=lr)``
+    (written out: building a torch optimizer imports ``torch._dynamo``, about 2 s). Returns
+    ``(losses [steps], unit_stats [steps, 2, len(watch), width])``: each step's minibatch loss, and the
+    batch mean (``[:, 0]``) and batch standard deviation (``[:, 1]``) of every unit of every watched
+    module's output (e.g. the input of each ReLU): the distribution whose drift "internal covariate
+    shift" is about (see ``input_drift``). Stops recording at NaN.
     """
     steps, batch_size = check_int("steps", steps, minimum=1), check_int("batch_size", batch_size, minimum=2)
     lr = check_real("lr", lr, positive=True)
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    dtype = next(model.parameters()).dtype
+    params = [p for p in model.parameters() if p.requires_grad]
+    dtype = params[0].dtype
     x = torch.as_tensor(x if torch.is_tensor(x) else check_array("x", x, ndim=2), dtype=dtype)
     y = torch.as_tensor(y if torch.is_tensor(y) else np.asarray(y), dtype=torch.int64)
     outputs: dict[int, torch.Tensor] = {}
-
-    def record(k, out):
-        outputs[k] = torch.stack([out.detach().mean(dim=0), out.detach().std(dim=0)])
-
-    handles = [m.register_forward_hook(lambda _m, _i, out, k=k: record(k, out)) for k, m in enumerate(watch)]
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    handles = [m.register_forward_hook(lambda _m, _i, out, k=k: outputs.__setitem__(k, out.detach()))
+               for k, m in enumerate(watch)]
     losses, means = np.full(steps, np.nan), []
     try:
         for step in range(steps):
             index = torch.randperm(x.shape[0], generator=generator)[:batch_size]
             loss = nn.functional.cross_entropy(model(x[index]), y[index])
             losses[step] = loss.item()
-            if watch:
-                means.append(torch.stack([outputs[k] for k in range(len(watch))], dim=1).double().numpy())
+            if watch:  # [2, len(watch), width]: every unit's batch mean and standard deviation
+                std, mean = torch.std_mean(torch.stack([outputs[k] for k in range(len(watch))]), dim=1)
+                means.append(torch.stack([mean, std]))
             if not np.isfinite(losses[step]):
                 break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            for p in params:
+                p.grad = None
+            loss.backward()  # into .grad, where hooks such as monitor.watch's read it
+            with torch.no_grad():
+                for p in params:
+                    if p.grad is not None:  # as torch.optim.SGD: a parameter the loss does not reach stays
+                        p.add_(p.grad, alpha=-lr)
     finally:
         for handle in handles:
             handle.remove()
-    return losses, np.stack(means) if means else np.empty((len(losses), 2, 0, 0))
+    return losses, torch.stack(means).double().numpy() if means else np.empty((len(losses), 2, 0, 0))
 
 
 def input_drift(unit_stats) -> dict[str, np.ndarray]:

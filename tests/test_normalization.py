@@ -225,6 +225,28 @@ def test_train_recording_inputs_records_every_step_and_lowers_the_loss():
     assert losses[-10:].mean() < 0.7 * losses[:10].mean()
 
 
+def test_train_recording_inputs_takes_torch_sgds_steps_exactly():
+    """The written-out update θ ← θ - lr·∇L is torch.optim.SGD's, bit for bit, on the same minibatches."""
+    x = torch.randn(100, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    models = [residual.deep_net(4, 16, 3, 3, norm="batch", residual=True, generator=torch.Generator().manual_seed(2))
+              for _ in range(2)]
+    losses, _ = normalization.train_recording_inputs(models[0], x, y, steps=8, lr=0.3, batch_size=16,
+                                                     generator=torch.Generator().manual_seed(3))
+    optimizer, batches, reference = torch.optim.SGD(models[1].parameters(), lr=0.3), torch.Generator().manual_seed(3), []
+    for _ in range(8):
+        index = torch.randperm(100, generator=batches)[:16]
+        loss = torch.nn.functional.cross_entropy(models[1](x[index]), y[index])
+        reference.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    np.testing.assert_array_equal(losses, reference)
+    for mine, theirs in zip(models[0].state_dict().values(), models[1].state_dict().values()):
+        assert torch.equal(mine, theirs)  # weights and BN's running statistics
+    assert losses[-1] < losses[0]
+
+
 def test_input_drift_measures_the_step_to_step_change_of_each_units_distribution():
     mean = np.array([[[0.0, 1.0]], [[0.5, 1.0]], [[0.5, 3.0]]])  # [steps 3, layers 1, width 2]
     std = np.array([[[1.0, 2.0]], [[2.0, 2.0]], [[2.0, 0.0]]])  # the second unit dies at step 2
@@ -316,20 +338,23 @@ def test_relu_backward_norms_match_autograd_and_keep_the_mean_square():
     assert norms.shape == (2000, 4) and np.all(norms[:, -1] == 1)
     # one He ReLU layer: E[||g_{l-1}||² / ||g_l||²] = 1 exactly in expectation; 2000 nets × 3 layers: ±5 %
     assert np.mean(norms[:, :-1] ** 2 / norms[:, 1:] ** 2) == pytest.approx(1.0, rel=0.05)
-    # against autograd: rebuild net 0 from the same draws
-    generator = torch.Generator().manual_seed(1)
-    norms = residual.relu_backward_norms(8, 2, 2, generator)
-    generator = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 8, 1, generator=generator, dtype=torch.float64)
-    x = (x / x.norm(dim=1, keepdim=True)).requires_grad_(True)
-    w1 = torch.randn(2, 8, 8, generator=generator, dtype=torch.float64) * 0.5
-    w2 = torch.randn(2, 8, 8, generator=generator, dtype=torch.float64) * 0.5
-    v = torch.randn(2, 8, 1, generator=generator, dtype=torch.float64)
-    out = torch.relu(w2 @ torch.relu(w1 @ x))
-    (grad,) = torch.autograd.grad((v / v.norm(dim=1, keepdim=True) * out).sum(), x)
-    np.testing.assert_allclose(norms[:, 0], grad.norm(dim=(1, 2)).numpy(), rtol=1e-12)
+    # against autograd: rebuild net 0 from the same draws, in both precisions (float32: ~1e-7 per operation)
+    for dtype, rtol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        norms = residual.relu_backward_norms(8, 2, 2, torch.Generator().manual_seed(1), dtype=dtype)
+        assert norms.dtype == np.float64
+        generator = torch.Generator().manual_seed(1)
+        x = torch.randn(2, 8, 1, generator=generator, dtype=dtype)
+        x = (x / x.norm(dim=1, keepdim=True)).requires_grad_(True)
+        w1 = torch.randn(2, 8, 8, generator=generator, dtype=dtype) * 0.5
+        w2 = torch.randn(2, 8, 8, generator=generator, dtype=dtype) * 0.5
+        v = torch.randn(2, 8, 1, generator=generator, dtype=dtype)
+        out = torch.relu(w2 @ torch.relu(w1 @ x))
+        (grad,) = torch.autograd.grad((v / v.norm(dim=1, keepdim=True) * out).sum(), x)
+        np.testing.assert_allclose(norms[:, 0], grad.norm(dim=(1, 2)).double().numpy(), rtol=rtol)
     with pytest.raises(TypeError, match="generator"):
         residual.relu_backward_norms(8, 2, 3, None)
+    with pytest.raises(TypeError, match="dtype"):
+        residual.relu_backward_norms(8, 2, 3, torch.Generator(), dtype=torch.int64)
 
 
 def test_more_bad_input_is_rejected_with_the_argument_named():
