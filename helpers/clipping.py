@@ -129,34 +129,54 @@ def cliff_loss_and_grad(w: float, b: float, *, steps: int = 50, x0: float = 0.5,
     return float(loss), np.array([float(grad_w), float(grad_b)])
 
 
+def cliff_trajectories(starts, lr: float, n_steps: int, *, clip: str | None = None, threshold: float = 1.0,
+                       steps: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SGD on the cliff loss from ``K`` starts at once (one vectorised run: the Python cost of one).
+
+    ``starts``: ``[K, 2]`` rows ``(w, b)``. ``clip``: ``None``, ``"norm"`` (each path's gradient to norm
+    ``threshold``, ``clip_by_global_norm``'s factor ``min(1, threshold / (norm + 1e-6))``) or ``"value"``
+    (entries to ±threshold, ``clip_by_value``). Returns ``(points [K, n_steps+1, 2], losses [K, n_steps+1],
+    grad_norms [K, n_steps])`` (norms before clipping).
+    """
+    point = check_array("starts", starts, ndim=2).copy()
+    if point.shape[1:] != (2,):
+        raise ValueError(f"starts must be rows (w, b) of shape [K, 2], got shape {point.shape}")
+    lr = check_real("lr", lr, positive=True)
+    n_steps = check_int("n_steps", n_steps, minimum=1)
+    if clip not in (None, "norm", "value"):
+        raise ValueError(f"clip must be None, 'norm' or 'value', got {clip!r}")
+    threshold = check_real("threshold", threshold, positive=True)
+    points, losses, norms = [point], [], []
+    for _ in range(n_steps):
+        loss, grad_w, grad_b = _cliff_forward(point[:, 0], point[:, 1], steps, 0.5, 0.7)
+        grad = np.stack([grad_w, grad_b], axis=1)
+        norm = np.sqrt(np.sum(grad**2, axis=1))
+        losses.append(loss)
+        norms.append(norm)
+        if clip == "norm":
+            grad = grad * np.minimum(1.0, threshold / (norm + EPS))[:, None]
+        elif clip == "value":
+            grad = np.clip(grad, -threshold, threshold)
+        point = point - lr * grad
+        points.append(point)
+    losses.append(_cliff_forward(point[:, 0], point[:, 1], steps, 0.5, 0.7)[0])
+    return np.stack(points, axis=1), np.stack(losses, axis=1), np.stack(norms, axis=1)
+
+
 def cliff_trajectory(start, lr: float, n_steps: int, *, clip: str | None = None, threshold: float = 1.0,
                      steps: int = 50) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """SGD on the cliff loss from ``start = (w, b)``, optionally clipping each gradient.
 
     ``clip``: ``None``, ``"norm"`` (global norm to ``threshold``) or ``"value"`` (entries to ±threshold).
     Returns ``(points [n_steps+1, 2], losses [n_steps+1], grad_norms [n_steps])`` (norms before clipping).
+    One row of ``cliff_trajectories``.
     """
-    point = check_array("start", start, ndim=1).copy()
+    point = check_array("start", start, ndim=1)
     if point.shape != (2,):
         raise ValueError(f"start must be (w, b), got shape {point.shape}")
-    lr = check_real("lr", lr, positive=True)
-    n_steps = check_int("n_steps", n_steps, minimum=1)
-    if clip not in (None, "norm", "value"):
-        raise ValueError(f"clip must be None, 'norm' or 'value', got {clip!r}")
-    threshold = check_real("threshold", threshold, positive=True)
-    points, losses, norms = [point.copy()], [], []
-    for _ in range(n_steps):
-        loss, grad = cliff_loss_and_grad(*point, steps=steps)
-        losses.append(loss)
-        norms.append(float(np.linalg.norm(grad)))
-        if clip == "norm":
-            (grad,), _ = clip_by_global_norm([grad], threshold)
-        elif clip == "value":
-            (grad,) = clip_by_value([grad], threshold)
-        point = point - lr * grad
-        points.append(point.copy())
-    losses.append(cliff_loss_and_grad(*point, steps=steps)[0])
-    return np.array(points), np.array(losses), np.array(norms)
+    points, losses, norms = cliff_trajectories(point[None, :], lr, n_steps, clip=clip, threshold=threshold,
+                                               steps=steps)
+    return points[0], losses[0], norms[0]
 
 
 def _grid(w_values, b_values):
@@ -179,6 +199,31 @@ def cliff_grad_norm_surface(w_values, b_values, *, steps: int = 50, x0: float = 
     """
     _, grad_w, grad_b = _cliff_forward(*_grid(w_values, b_values), steps, x0, target)
     return np.hypot(grad_w, grad_b)
+
+
+def cliff_wall(b_values, w_min: float, w_max: float, *, resolution: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """Where the cliff loss jumps most along ``w``, row by row: ``(wall_w, slope)``, each ``[len(b_values)]``.
+
+    On the grid ``np.linspace(w_min, w_max, n)`` with spacing ``resolution`` (``n`` rounded), ``wall_w`` is
+    the left end of the interval with the largest ``|ΔE|`` in each row and ``slope`` that ``|ΔE|`` over the
+    spacing. The full scan is costly (the wall is narrower than 0.01), so each row is scanned on every 10th
+    grid point first and then on every grid point within two coarse steps of its largest coarse jump: the
+    full scan's answer wherever the wall's jump is also the largest one at 10× the spacing.
+    """
+    b = check_array("b_values", b_values, ndim=1)
+    w_min, w_max = check_real("w_min", w_min), check_real("w_max", w_max)
+    resolution = check_real("resolution", resolution, positive=True)
+    n = int(round((w_max - w_min) / resolution)) + 1
+    if n < 41:
+        raise ValueError(f"w_max - w_min must span at least 40 steps of resolution, got {n - 1}")
+    w = np.linspace(w_min, w_max, n)
+    coarse = np.arange(0, n, 10)
+    coarse_jump = np.abs(np.diff(cliff_loss_surface(w[coarse], b), axis=1)).argmax(axis=1)
+    first = np.clip(coarse[coarse_jump] - 20, 0, n - 51)  # a window of 51 points around the coarse jump
+    window = first[:, None] + np.arange(51)
+    jumps = np.abs(np.diff(_cliff_forward(w[window], b[:, None], 50, 0.5, 0.7)[0], axis=1))
+    best = jumps.argmax(axis=1)
+    return w[first + best], jumps.max(axis=1) / (w[1] - w[0])
 
 
 def clip_with_torch(grads, *, max_norm: float | None = None, clip_value: float | None = None) -> list:

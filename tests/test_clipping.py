@@ -97,6 +97,48 @@ def test_norm_clipped_run_stays_below_the_wall_while_the_unclipped_run_is_thrown
     assert np.abs(np.diff(by_value, axis=0)).max() <= lr * 0.5 + 1e-12
 
 
+def _sgd_loop(start, lr, n_steps, clip, threshold):
+    """The cliff's SGD written as a plain loop over steps, clipping with the list helpers."""
+    point, points, losses, norms = np.array(start, dtype=float), [], [], []
+    for _ in range(n_steps):
+        points.append(point)
+        loss, grad = clipping.cliff_loss_and_grad(*point)
+        losses.append(loss)
+        norms.append(np.linalg.norm(grad))
+        if clip == "norm":
+            (grad,), _ = clipping.clip_by_global_norm([grad], threshold)
+        elif clip == "value":
+            (grad,) = clipping.clip_by_value([grad], threshold)
+        point = point - lr * grad
+    return np.array(points + [point]), np.array(losses + [clipping.cliff_loss_and_grad(*point)[0]]), np.array(norms)
+
+
+@pytest.mark.parametrize("clip, threshold", [(None, 1.0), ("norm", 1.0), ("norm", 30.0), ("value", 0.5)])
+def test_cliff_trajectories_run_one_sgd_loop_per_start(clip, threshold):
+    starts = np.array([clipping.CLIFF_START, (4.75, -2.65), (6.0, 0.1)])  # the first two cross the wall
+    points, losses, norms = clipping.cliff_trajectories(starts, 0.1, 60, clip=clip, threshold=threshold)
+    assert points.shape == (3, 61, 2) and losses.shape == (3, 61) and norms.shape == (3, 60)
+    for k, start in enumerate(starts):
+        loop_points, loop_losses, loop_norms = _sgd_loop(start, 0.1, 60, clip, threshold)
+        # the same operations on arrays instead of scalars; 1e-9 leaves room for a vectorised tanh's last bit,
+        # amplified where a path crosses the wall
+        np.testing.assert_allclose(points[k], loop_points, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(losses[k], loop_losses, rtol=1e-9, atol=1e-15)
+        np.testing.assert_allclose(norms[k], loop_norms, rtol=1e-9, atol=1e-15)
+    one = clipping.cliff_trajectory(starts[1], 0.1, 60, clip=clip, threshold=threshold)
+    np.testing.assert_allclose(one[0], points[1], rtol=1e-9, atol=1e-12)
+
+
+def test_cliff_wall_is_the_full_fine_scan():
+    b_values = np.linspace(-3.2, -2.2, 5)
+    wall_w, slope = clipping.cliff_wall(b_values, 3.9, 6.5, resolution=1e-4)
+    fine_w = np.linspace(3.9, 6.5, 26001)
+    jumps = np.abs(np.diff(clipping.cliff_loss_surface(fine_w, b_values), axis=1))
+    np.testing.assert_array_equal(wall_w, fine_w[jumps.argmax(axis=1)])
+    np.testing.assert_allclose(slope, jumps.max(axis=1) / 1e-4, rtol=1e-9)  # the grid's spacing is 1e-4 to round-off
+    assert np.all(np.diff(wall_w) < 0) and np.all(slope > 25)  # one wall, falling to the right, steep in every row
+
+
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 50.0])
 def test_clip_with_torch_runs_torchs_own_functions(scale, rng):
     grads = [scale * rng.standard_normal((4, 3)), scale * rng.standard_normal(3)]
@@ -123,6 +165,15 @@ def test_clip_with_torch_runs_torchs_own_functions(scale, rng):
         (lambda: clipping.cosine_similarity([np.zeros(2)], [np.ones(2)]), ValueError, "zero"),
         (lambda: clipping.cliff_trajectory((1.0, 2.0, 3.0), 0.1, 5), ValueError, "start"),
         (lambda: clipping.cliff_trajectory((1.0, 2.0), 0.1, 5, clip="sign"), ValueError, "clip"),
+        (lambda: clipping.cliff_trajectories(np.ones(2), 0.1, 5), ValueError, "starts"),
+        (lambda: clipping.cliff_trajectories(np.ones((3, 3)), 0.1, 5), ValueError, "starts"),
+        (lambda: clipping.cliff_trajectories(np.ones((3, 2)), 0.0, 5), ValueError, "lr"),
+        (lambda: clipping.cliff_trajectories(np.ones((3, 2)), 0.1, 5, clip="norm", threshold=0.0), ValueError,
+         "threshold"),
+        (lambda: clipping.cliff_wall(np.ones((2, 2)), 3.9, 6.5), ValueError, "b_values"),
+        (lambda: clipping.cliff_wall([-2.4], 3.9, 3.901), ValueError, "w_max - w_min"),
+        (lambda: clipping.cliff_wall([-2.4], 3.9, 6.5, resolution=0.0), ValueError, "resolution"),
+        (lambda: clipping.cliff_wall([-2.4], "3.9", 6.5), TypeError, "w_min"),
         (lambda: clipping.cliff_loss_and_grad(1.0, 0.0, steps=0), ValueError, "steps"),
         (lambda: clipping.cliff_loss_and_grad("4", 0.0), TypeError, "w"),
         (lambda: clipping.cliff_loss_surface(np.ones((2, 2)), np.ones(2)), ValueError, "w_values"),
