@@ -266,3 +266,86 @@ def steps_to_loss(weights, task: LinearTask, *, lrs, target: float, max_steps: i
         if losses[-1] <= target:
             best_steps, best_lr = len(losses) - 1, float(lr)
     return best_steps, best_lr
+
+
+def train_side_by_side(nets, x, y, *, lrs, steps: int, batch_size: int | None = None, generator=None,
+                       x_val=None, y_val=None) -> list:
+    """Train K MLPs of the same shape with plain SGD on the same minibatches, as one batched program.
+
+    The same steps as ``models.train(net, x, y, lr=lrs[k], ...)`` for each net (cross-entropy, no momentum,
+    one ``torch.randperm`` draw of ``generator`` per step, shared by all nets), but the K nets' layers are
+    stacked (``W_l`` ``[K, fan_out, fan_in]``, ``torch.baddbmm``) and no hooks run: one step costs about as
+    many operations as one net's, which is what a small net's time is made of. The unit tests check it
+    against ``models.train``. ``nets``: ``models.deep_mlp`` nets (Linear and elementwise activation modules
+    only); their weights are set to the trained ones. Returns one ``models.TrainHistory`` per net.
+    """
+    import torch
+
+    from helpers import models
+
+    if not isinstance(nets, (list, tuple)) or not nets:
+        raise TypeError("nets must be a non-empty list of models.deep_mlp networks")
+    shapes = [[(type(m), tuple(m.weight.shape) if isinstance(m, torch.nn.Linear) else None) for m in net]
+              for net in nets]
+    if any(s != shapes[0] for s in shapes) or not all(t in (torch.nn.Linear, *models.ACTIVATIONS.values())
+                                                      for t, _ in shapes[0]):
+        raise ValueError("nets must be deep_mlp networks of one shape, without dropout")
+    lrs = check_array("lrs", lrs, ndim=1)
+    if lrs.size != len(nets) or np.any(lrs <= 0):
+        raise ValueError(f"lrs must hold one positive learning rate per net ({len(nets)}), got {lrs}")
+    steps = check_int("steps", steps, minimum=1)
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+    if (x_val is None) != (y_val is None):
+        raise ValueError("give both x_val and y_val, or neither")
+    layers = [models.linear_layers(net) for net in nets]
+    dtype = layers[0][0].weight.dtype
+    stacked = list(zip(*layers))  # per layer, the K nets' nn.Linear
+    weights = [torch.stack([m.weight.detach() for m in same]).requires_grad_() for same in stacked]
+    biases = [torch.stack([m.bias.detach() for m in same])[:, None].requires_grad_() for same in stacked]
+    activations = [m for m in nets[0] if not isinstance(m, torch.nn.Linear)]
+    x, y = torch.as_tensor(check_array("x", x, ndim=2), dtype=dtype), torch.as_tensor(check_array("y", y, ndim=1)).long()
+    if len(y) != len(x):
+        raise ValueError(f"y must have {len(x)} labels like x's rows, got {len(y)}")
+    if x_val is not None:
+        x_val, y_val = torch.as_tensor(check_array("x_val", x_val, ndim=2), dtype=dtype), torch.as_tensor(y_val).long()
+    k, lr = len(nets), torch.as_tensor(lrs, dtype=dtype)[:, None, None]
+
+    def losses(inputs, labels):  # [K] mean cross-entropy of each net
+        h = inputs.expand(k, -1, -1)
+        for w, b, act in zip(weights, biases, [*activations, None]):
+            h = torch.baddbmm(b, h, w.transpose(1, 2))
+            h = act(h) if act is not None else h
+        return torch.nn.functional.cross_entropy(h.flatten(0, 1), labels.repeat(k), reduction="none").view(k, -1).mean(1)
+
+    initial = [w.detach().clone() for w in weights]
+    record = {name: [] for name in ("loss", "val_loss", "grad_norms", "weight_norms", "total_grad_norm")}
+    for _ in range(steps):
+        with torch.no_grad():
+            record["val_loss"].append(losses(x_val, y_val) if x_val is not None
+                                      else torch.full((k,), math.nan, dtype=dtype))
+        index = slice(None) if batch_size is None else torch.randperm(len(x), generator=generator)[:batch_size]
+        loss = losses(x[index], y[index])
+        if not torch.isfinite(loss).all():
+            raise ValueError("a loss became non-finite: train diverging runs with models.train")
+        loss.sum().backward()  # the nets share no parameter: each gets its own gradient
+        with torch.no_grad():
+            norms = lambda tensors: torch.stack([torch.linalg.vector_norm(t, dim=(1, 2)) for t in tensors], 1)  # noqa: E731
+            grad_norms, bias_norms = norms([w.grad for w in weights]), norms([b.grad for b in biases])
+            record["total_grad_norm"].append(torch.sqrt((grad_norms**2).sum(1) + (bias_norms**2).sum(1)))
+            record["grad_norms"].append(grad_norms)
+            record["weight_norms"].append(norms(weights))
+            record["loss"].append(loss.detach())
+            for p in weights + biases:
+                p -= lr * p.grad
+                p.grad = None
+    with torch.no_grad():
+        for same, w, b in zip(stacked, weights, biases):
+            for linear, w_k, b_k in zip(same, w, b):
+                linear.weight.copy_(w_k)
+                linear.bias.copy_(b_k[0])
+    arrays = {name: torch.stack(rows, 1).double().numpy() for name, rows in record.items()}  # [K, steps, ...]
+    change = [[((w[j] - w0[j]).norm() / w0[j].norm()).item() for w, w0 in zip(weights, initial)] for j in range(k)]
+    return [models.TrainHistory(arrays["loss"][j], arrays["grad_norms"][j], np.array(change[j]), None,
+                                arrays["weight_norms"][j], arrays["val_loss"][j], arrays["total_grad_norm"][j])
+            for j in range(k)]

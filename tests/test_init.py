@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import init
+from helpers import init, models
 
 
 @pytest.mark.parametrize("nonlinearity", init.NONLINEARITIES)
@@ -228,3 +228,62 @@ def test_steps_to_loss_is_the_fastest_rate_of_the_grid():
 def test_deep_linear_helpers_reject_bad_input(call, error, name):
     with pytest.raises(error, match=name):
         call()
+
+
+def _side_by_side_nets(activation):
+    return [models.deep_mlp(5, 8, 3, 3, activation=activation, init=scheme, generator=torch.Generator().manual_seed(k))
+            for k, scheme in enumerate(("kaiming_normal", "constant", "default"))]  # default: non-zero biases
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("batch_size", [None, 20])
+def test_train_side_by_side_takes_the_steps_of_models_train(activation, batch_size):
+    rng = np.random.default_rng(11)
+    x, y = rng.standard_normal((50, 5)), rng.integers(0, 3, 50)
+    lrs, nets, references = [0.1, 0.5, 0.05], _side_by_side_nets(activation), _side_by_side_nets(activation)
+    histories = init.train_side_by_side(nets, x, y, lrs=lrs, steps=7, batch_size=batch_size, x_val=x[:10],
+                                        y_val=y[:10], generator=torch.Generator().manual_seed(3))
+    for net, reference, lr, history in zip(nets, references, lrs, histories):
+        expected = models.train(reference, x, y, steps=7, lr=lr, batch_size=batch_size, x_val=x[:10], y_val=y[:10],
+                                generator=torch.Generator().manual_seed(3))
+        for field in ("loss", "val_loss", "grad_norms", "weight_norms", "total_grad_norm", "relative_weight_change"):
+            np.testing.assert_allclose(getattr(history, field), getattr(expected, field), rtol=1e-10, atol=1e-14,
+                                       err_msg=field)
+        assert history.diverged_at is None and np.all(history.loss[1:] != history.loss[0])  # it did train
+        for trained, reference_parameter in zip(net.parameters(), reference.parameters()):
+            np.testing.assert_allclose(trained.detach().numpy(), reference_parameter.detach().numpy(), rtol=1e-10,
+                                       atol=1e-14)
+    assert np.all(np.isnan(init.train_side_by_side(_side_by_side_nets("relu"), x, y, lrs=lrs, steps=2)[0].val_loss))
+
+
+@pytest.mark.parametrize(
+    "call, error, name",
+    [
+        (lambda nets, x, y: init.train_side_by_side(nets[0], x, y, lrs=[0.1], steps=1), TypeError, "nets"),
+        (lambda nets, x, y: init.train_side_by_side([nets[0], models.deep_mlp(5, 8, 2, 3)], x, y, lrs=[0.1, 0.1],
+                                                    steps=1), ValueError, "nets"),
+        (lambda nets, x, y: init.train_side_by_side([models.deep_mlp(5, 8, 3, 3, dropout=0.5)], x, y, lrs=[0.1],
+                                                    steps=1), ValueError, "nets"),
+        (lambda nets, x, y: init.train_side_by_side(nets, x, y, lrs=[0.1], steps=1), ValueError, "lrs"),
+        (lambda nets, x, y: init.train_side_by_side(nets, x, y, lrs=[0.1, 0.0, 0.1], steps=1), ValueError, "lrs"),
+        (lambda nets, x, y: init.train_side_by_side(nets, x, y, lrs=[0.1] * 3, steps=0), ValueError, "steps"),
+        (lambda nets, x, y: init.train_side_by_side(nets, x, y, lrs=[0.1] * 3, steps=1, batch_size=0), ValueError,
+         "batch_size"),
+        (lambda nets, x, y: init.train_side_by_side(nets, x, y[:5], lrs=[0.1] * 3, steps=1), ValueError, "y"),
+        (lambda nets, x, y: init.train_side_by_side(nets, x[0], y, lrs=[0.1] * 3, steps=1), ValueError, "x"),
+        (lambda nets, x, y: init.train_side_by_side(nets, x, y, lrs=[0.1] * 3, steps=1, x_val=x), ValueError,
+         "y_val"),
+        (lambda nets, x, y: init.train_side_by_side(nets, x * np.inf, y, lrs=[0.1] * 3, steps=1), ValueError, "x"),
+    ],
+)
+def test_train_side_by_side_rejects_bad_input(call, error, name):
+    rng = np.random.default_rng(0)
+    with pytest.raises(error, match=name):
+        call(_side_by_side_nets("relu"), rng.standard_normal((10, 5)), rng.integers(0, 3, 10))
+
+
+def test_train_side_by_side_stops_on_a_diverging_net():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="non-finite"):
+        init.train_side_by_side([models.deep_mlp(5, 8, 3, 3, activation="linear", init="kaiming_normal")],
+                                rng.standard_normal((10, 5)), rng.integers(0, 3, 10), lrs=[100.0], steps=50)
