@@ -243,13 +243,14 @@ def train(
         recorder.close()
     log = recorder.log
     taken = log.steps.size
-    weight_norms[:taken] = log.weight_norm
+    if taken:  # nothing is recorded when the first loss is already non-finite
+        weight_norms[:taken] = log.weight_norm
+        if not penalty:
+            grad_norms[:taken] = log.grad_norm
+        if clip_norm is None:  # with clipping, clip_grad_norm_ already returned the same total norm
+            total_norms[:taken] = log.total_grad_norm
     if diverged_at is not None:  # no step was taken: the weights are still those before it
         weight_norms[diverged_at] = [layer.weight.detach().norm().item() for layer in layers]
-    if not penalty:
-        grad_norms[:taken] = log.grad_norm
-    if clip_norm is None:  # with clipping, clip_grad_norm_ already returned the same total norm
-        total_norms[:taken] = log.total_grad_norm
     change = [((layer.weight.detach() - w0).norm() / w0.norm()).item() for layer, w0 in zip(layers, initial)]
     return TrainHistory(losses, grad_norms, np.array(change), diverged_at, weight_norms, val_losses, total_norms)
 

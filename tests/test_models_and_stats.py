@@ -135,6 +135,17 @@ def test_train_stops_at_the_first_non_finite_loss():
     assert np.all(np.isnan(history.loss[history.diverged_at + 1 :]))
 
 
+def test_train_whose_first_loss_is_not_finite_reports_step_0_and_takes_no_step():
+    x, y = _toy_problem()
+    model = models.deep_mlp(4, 8, 2, 2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("nan")
+    history = models.train(model, x, y, steps=5, lr=0.1)
+    assert history.diverged_at == 0 and np.all(np.isnan(history.loss))
+    assert np.all(np.isfinite(history.weight_norms[0, 1:])) and np.all(np.isnan(history.weight_norms[1:]))
+    assert np.all(np.isnan(history.grad_norms)) and np.all(np.isnan(history.total_grad_norm))
+
+
 @pytest.mark.parametrize(
     "kwargs, error, name",
     [
