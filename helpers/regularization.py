@@ -196,9 +196,9 @@ def train_together(nets, x, y, *, steps: int, lr: float, weight_decay: float = 0
             if isinstance(module, nn.Linear):
                 h, layer = torch.baddbmm(biases[layer], h, weights[layer]), layer + 1
             elif isinstance(module, nn.Dropout):
-                if training and module.p > 0:
-                    keep = torch.from_numpy(rng.random(tuple(h.shape), dtype=np.float32) >= module.p)
-                    h = h * keep.to(dtype) / (1.0 - module.p)
+                if training and module.p > 0:  # keep where U ≥ p, survivors scaled by 1/(1 − p)
+                    keep = rng.random(tuple(h.shape), dtype=np.float32) >= module.p
+                    h = h * (torch.from_numpy(keep).to(dtype) / (1.0 - module.p))  # mask·scale: no gradient
             else:  # activations act elementwise, on all K networks at once
                 h = module(h)
         per_point = nn.functional.cross_entropy(h.flatten(0, 1), labels, reduction="none")

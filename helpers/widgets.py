@@ -307,7 +307,7 @@ class RegularizationExplorer(_Explorer):
         limits = np.array([-extent, extent])
         plotting.decision_boundary(*models.predict_grid(model, limits, limits, 80), d.x_train, d.y_train, ax=boundary_ax,
                                    title=f"training points and boundary (λ = {self.lam.value:g}, p = {self.p.value:.1f})")
-        boundary_ax.set(xlabel="x₁", ylabel="x₂")
+        boundary_ax.set(xlabel="x₁", ylabel="x₂", xticks=[], yticks=[])  # the coordinates carry no meaning
         plotting.curves({"train (dropout on)" if self.p.value else "train": self.history.loss,
                          "validation": self.history.val_loss}, ax=curve_ax, log=True)
         curve_ax.set_title("loss during training")
