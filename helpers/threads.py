@@ -15,17 +15,15 @@ from helpers._validate import check_int
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
-def limit_threads(n: int = 1) -> dict[str, int]:
+def limit_threads(n: int = 1) -> None:
     """Use at most ``n`` threads in torch's intra-op pool and in every BLAS/OpenMP pool numpy or torch loaded.
 
-    Returns the counts before the call: ``{"torch": t, "blas": b}`` (``b``: the largest of the pools found).
-    Applies to the whole process until changed again (it is meant for a notebook's first cell).
+    Applies to the whole process until changed again (it is meant for a notebook's first cell, whose output it
+    leaves empty: it returns nothing).
     """
     import torch
-    from threadpoolctl import threadpool_info, threadpool_limits
+    from threadpoolctl import threadpool_limits
 
     n = check_int("n", n, minimum=1)
-    before = {"torch": torch.get_num_threads(), "blas": max((p["num_threads"] for p in threadpool_info()), default=0)}
     torch.set_num_threads(n)
     threadpool_limits(limits=n)
-    return before

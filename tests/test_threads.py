@@ -47,12 +47,12 @@ def test_conda_and_binder_environments_set_one_thread():
 def test_limit_threads_sets_torch_and_blas_in_a_process_started_without_the_variables():
     """What a notebook's first cell does where the kernel starts without the variables (Colab, VS Code)."""
     code = ("import json, torch, numpy\nfrom threadpoolctl import threadpool_info\nfrom helpers.threads import "
-            "limit_threads\nbefore = limit_threads()\nprint(json.dumps([before, torch.get_num_threads(), "
-            "sorted({i['num_threads'] for i in threadpool_info()})]))")
+            "limit_threads\nbefore = torch.get_num_threads()\nassert limit_threads() is None\n"
+            "print(json.dumps([before, torch.get_num_threads(), sorted({i['num_threads'] for i in threadpool_info()})]))")
     env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
     before, torch_threads, blas_threads = json.loads(done.stdout.strip().splitlines()[-1])
-    assert before["torch"] == torch_num_threads_default() and torch_threads == 1 and blas_threads == [1], done.stderr
+    assert before == torch_num_threads_default() and torch_threads == 1 and blas_threads == [1], done.stderr
 
 
 def torch_num_threads_default() -> int:
