@@ -180,6 +180,52 @@ def test_rnn_profile_agrees_with_numpy_bptt():
     np.testing.assert_allclose(profile.grad_h, expected, rtol=1e-10)
 
 
+def _sigmoid(a):
+    return 1 / (1 + np.exp(-a))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("forget_bias", [None, 2.0])
+def test_gate_mean_matches_the_cell_equations_in_numpy(cell, forget_bias):
+    """gate_mean is the mean forget (LSTM) / update (GRU) gate over steps, batch and units: recomputed from
+    torch's documented equations in numpy on the same weights and inputs; the numpy states match nn.LSTM/GRU."""
+    steps, batch, input_size, hidden = 25, 3, 4, 7
+    kwargs = dict(steps=steps, batch=batch, input_size=input_size, hidden_size=hidden, forget_bias=forget_bias)
+    profile = recurrent.gradient_profile(cell, generator=torch.Generator().manual_seed(5), **kwargs)
+    generator = torch.Generator().manual_seed(5)  # replay the profile's draws: weights, then inputs
+    module = recurrent.initialize(recurrent.make_module(cell, input_size, hidden), generator=generator,
+                                  forget_bias=forget_bias)
+    x = torch.randn(steps, batch, input_size, generator=generator, dtype=torch.float64)
+    w = recurrent.torch_weights(module)
+    h, c, gates, hs = np.zeros((batch, hidden)), np.zeros((batch, hidden)), [], []
+    for x_t in x.numpy():
+        gi, gh = x_t @ w["weight_ih"].T + w["bias_ih"], h @ w["weight_hh"].T + w["bias_hh"]
+        a = np.split(gi + gh, 3 if cell == "gru" else 4, axis=1)
+        if cell == "lstm":  # i, f, g, o
+            i, f, g, o = _sigmoid(a[0]), _sigmoid(a[1]), np.tanh(a[2]), _sigmoid(a[3])
+            c = f * c + i * g
+            h = o * np.tanh(c)
+            gates.append(f)
+        else:  # r, z, n: n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) n + z h
+            r, z = _sigmoid(a[0]), _sigmoid(a[1])
+            n = np.tanh(np.split(gi, 3, axis=1)[2] + r * np.split(gh, 3, axis=1)[2])
+            h = (1 - z) * n + z * h
+            gates.append(z)
+        hs.append(h)
+    layer = recurrent.make_module(cell, input_size, hidden, layer=True)
+    with torch.no_grad():
+        for p, q in zip(recurrent.torch_weights_params(layer), recurrent.torch_weights_params(module)):
+            p.copy_(q)
+        out, _ = layer(x)
+    np.testing.assert_allclose(np.array(hs), out.numpy(), rtol=1e-10, atol=1e-12)  # the numpy cell is torch's
+    expected = float(np.mean(gates))
+    assert profile.gate_mean == pytest.approx(expected, rel=1e-12)
+    assert 0.05 < expected < 0.95  # a gate between its saturations: the mean depends on every step's state
+    wrong = float(np.mean([_sigmoid(np.split(x_t @ w["weight_ih"].T + w["bias_ih"], 3 if cell == "gru" else 4,
+                                             axis=1)[1]) for x_t in x.numpy()]))
+    assert abs(profile.gate_mean - wrong) > 1e-6  # the recurrent term counts: a gate of the input alone differs
+
+
 def test_profiles_orthogonal_linear_truncated_and_lstm():
     linear = recurrent.gradient_profile("rnn", init="orthogonal", nonlinearity="linear", steps=40,
                                         generator=torch.Generator().manual_seed(0))
