@@ -276,7 +276,9 @@ def train_side_by_side(nets, x, y, *, lrs, steps: int, batch_size: int | None = 
     one ``torch.randperm`` draw of ``generator`` per step, shared by all nets), but the K nets' layers are
     stacked (``W_l`` ``[K, fan_out, fan_in]``, ``torch.baddbmm``) and no hooks run: one step costs about as
     many operations as one net's, which is what a small net's time is made of. The unit tests check it
-    against ``models.train``. ``nets``: ``models.deep_mlp`` nets (Linear and elementwise activation modules
+    against ``models.train``: equal in float64; in float32 the same steps up to rounding (the stacked sums
+    run in another order), which compounds: at lr 0.05 rounding alone changes a 30-layer net's trajectory
+    after a few dozen steps. ``nets``: ``models.deep_mlp`` nets (Linear and elementwise activation modules
     only); their weights are set to the trained ones. Returns one ``models.TrainHistory`` per net.
     """
     import torch

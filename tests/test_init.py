@@ -256,6 +256,27 @@ def test_train_side_by_side_takes_the_steps_of_models_train(activation, batch_si
     assert np.all(np.isnan(init.train_side_by_side(_side_by_side_nets("relu"), x, y, lrs=lrs, steps=2)[0].val_loss))
 
 
+def test_train_side_by_side_takes_the_steps_of_models_train_in_float32_up_to_rounding():
+    # float32 sums in a different order when the nets are stacked: the first steps agree to rounding
+    # (~1e-7 relative), which later compounds (notebook 02's lr-0.05 runs part after a few dozen steps)
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((200, 40)), rng.integers(0, 10, 200)
+
+    def nets():
+        return [models.deep_mlp(40, 64, 10, 10, init="kaiming_normal", dtype=torch.float32,
+                                generator=torch.Generator().manual_seed(k)) for k in range(2)]
+
+    lrs, stacked, references = [0.05, 0.02], nets(), nets()
+    histories = init.train_side_by_side(stacked, x, y, lrs=lrs, steps=5, batch_size=64, x_val=x[:64], y_val=y[:64],
+                                        generator=torch.Generator().manual_seed(1))
+    for reference, lr, history in zip(references, lrs, histories):
+        expected = models.train(reference, x, y, steps=5, lr=lr, batch_size=64, x_val=x[:64], y_val=y[:64],
+                                generator=torch.Generator().manual_seed(1))
+        for field in ("loss", "val_loss", "grad_norms", "weight_norms", "total_grad_norm"):
+            np.testing.assert_allclose(getattr(history, field), getattr(expected, field), rtol=1e-5, err_msg=field)
+        assert np.all(history.loss[1:] != history.loss[0])  # it did train
+
+
 @pytest.mark.parametrize(
     "call, error, name",
     [
