@@ -113,7 +113,7 @@ def _sgd_loop(start, lr, n_steps, clip, threshold):
     return np.array(points + [point]), np.array(losses + [clipping.cliff_loss_and_grad(*point)[0]]), np.array(norms)
 
 
-@pytest.mark.parametrize("clip, threshold", [(None, 1.0), ("norm", 1.0), ("norm", 30.0), ("value", 0.5)])
+@pytest.mark.parametrize("clip, threshold", [(None, 1.0), ("norm", 1.0), ("norm", 10.0), ("value", 0.5)])
 def test_cliff_trajectories_run_one_sgd_loop_per_start(clip, threshold):
     starts = np.array([clipping.CLIFF_START, (4.75, -2.65), (6.0, 0.1)])  # the first two cross the wall
     points, losses, norms = clipping.cliff_trajectories(starts, 0.1, 60, clip=clip, threshold=threshold)
@@ -125,17 +125,20 @@ def test_cliff_trajectories_run_one_sgd_loop_per_start(clip, threshold):
         np.testing.assert_allclose(points[k], loop_points, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(losses[k], loop_losses, rtol=1e-9, atol=1e-15)
         np.testing.assert_allclose(norms[k], loop_norms, rtol=1e-9, atol=1e-15)
+    if clip == "norm":  # the threshold is crossed: the clipped branch ran
+        assert np.any(norms > threshold)
     one = clipping.cliff_trajectory(starts[1], 0.1, 60, clip=clip, threshold=threshold)
     np.testing.assert_allclose(one[0], points[1], rtol=1e-9, atol=1e-12)
 
 
-def test_cliff_wall_is_the_full_fine_scan():
-    b_values = np.linspace(-3.2, -2.2, 5)
-    wall_w, slope = clipping.cliff_wall(b_values, 3.9, 6.5, resolution=1e-4)
-    fine_w = np.linspace(3.9, 6.5, 26001)
+@pytest.mark.parametrize("rows, resolution", [(5, 1e-4), (21, 1e-3)])  # 1e-3: coarse steps 10x the wall's width
+def test_cliff_wall_is_the_full_fine_scan(rows, resolution):
+    b_values = np.linspace(-3.2, -2.2, rows)
+    wall_w, slope = clipping.cliff_wall(b_values, 3.9, 6.5, resolution=resolution)
+    fine_w = np.linspace(3.9, 6.5, round(2.6 / resolution) + 1)
     jumps = np.abs(np.diff(clipping.cliff_loss_surface(fine_w, b_values), axis=1))
     np.testing.assert_array_equal(wall_w, fine_w[jumps.argmax(axis=1)])
-    np.testing.assert_allclose(slope, jumps.max(axis=1) / 1e-4, rtol=1e-9)  # the grid's spacing is 1e-4 to round-off
+    np.testing.assert_allclose(slope, jumps.max(axis=1) / resolution, rtol=1e-9)  # the grid's spacing to round-off
     assert np.all(np.diff(wall_w) < 0) and np.all(slope > 25)  # one wall, falling to the right, steep in every row
 
 
