@@ -188,6 +188,43 @@ def test_train_together_draws_inverted_dropout_masks_from_rng():
     np.testing.assert_array_equal(again[1].val_loss[0], other[1].val_loss[0])  # validation: dropout off
 
 
+def test_train_together_with_dropout_and_weight_decay_equals_one_adam_loop_per_network():
+    """Several steps, dropout and L2 at once, against an independent reference: each network trained alone by a
+    torch.optim.Adam loop that applies its own slice of the same numpy masks (one [K, n, width] draw per step)."""
+    import copy
+
+    from helpers import data, models
+
+    d = data.make_spirals(100, np.random.default_rng(0), noise=0.3)
+    nets = [models.deep_mlp(2, 16, 1, 2, dropout=0.3, dtype=torch.float64,
+                            generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    alone = copy.deepcopy(nets)
+    steps, lr, decay = 4, 1e-2, 1e-2
+    curves = regularization.train_together(nets, d.x_train, d.y_train, steps=steps, lr=lr, weight_decay=decay,
+                                           x_val=d.x_test, y_val=d.y_test, rng=np.random.default_rng(5))
+    draws = np.random.default_rng(5)
+    keep = [draws.random((2, len(d.x_train), 16), dtype=np.float32) >= 0.3 for _ in range(steps)]
+    x, y, x_val, y_val = (torch.tensor(a) for a in (d.x_train, d.y_train, d.x_test, d.y_test))
+    for k, (net, reference, run) in enumerate(zip(nets, alone, curves)):
+        first, second = models.linear_layers(reference)
+        optimizer = torch.optim.Adam(reference.parameters(), lr=lr, weight_decay=decay)
+        losses, val_losses = [], []
+        for step in range(steps):
+            with torch.no_grad():
+                val_losses.append(torch.nn.functional.cross_entropy(second(torch.relu(first(x_val))), y_val).item())
+            optimizer.zero_grad()
+            hidden = torch.relu(first(x)) * torch.tensor(keep[step][k], dtype=torch.float64) / 0.7
+            loss = torch.nn.functional.cross_entropy(second(hidden), y)
+            losses.append(loss.item())
+            loss.backward()
+            optimizer.step()
+        np.testing.assert_allclose(run.loss, losses, rtol=1e-12)  # float64: sums in another order only
+        np.testing.assert_allclose(run.val_loss, val_losses, rtol=1e-12)
+        for ours, theirs in zip(net.parameters(), reference.parameters()):
+            np.testing.assert_allclose(ours.detach().numpy(), theirs.detach().numpy(), rtol=1e-10, atol=1e-12)
+    assert not np.allclose(curves[0].loss, curves[1].loss)  # two networks, two runs
+
+
 def test_predict_probabilities_deterministic_and_monte_carlo():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 8, dtype=torch.float64), torch.nn.ReLU(), torch.nn.Dropout(0.4),
