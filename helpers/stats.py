@@ -111,8 +111,12 @@ def _activation_outputs(model: nn.Module, x) -> list[torch.Tensor]:
         raise ValueError("model has no activation module (ReLU, Sigmoid, Tanh, ...)")
     dtype = next(model.parameters()).dtype
     x = torch.as_tensor(x if torch.is_tensor(x) else check_array("x", x, ndim=2), dtype=dtype)
-    if x.ndim != 2:
-        raise ValueError(f"x must be 2-D [n, in_features], got shape {tuple(x.shape)}")
+    layers = linear_layers(model)
+    if not layers:
+        raise ValueError("model has no nn.Linear layer")
+    in_features = layers[0].in_features
+    if x.ndim != 2 or x.shape[1] != in_features:
+        raise ValueError(f"x must have shape [n, {in_features}], got {tuple(x.shape)}")
     outputs = {}
     handles = [module.register_forward_hook(lambda m, i, out, k=k: outputs.__setitem__(k, out.detach()))
                for k, module in enumerate(activations)]

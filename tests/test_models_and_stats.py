@@ -258,6 +258,8 @@ def test_input_signal_share_is_the_across_input_share_of_each_activation_layers_
         stats.input_signal_share(model, x[:1])
     with pytest.raises(ValueError, match="x"):
         stats.input_signal_share(model, np.ones(3))
+    with pytest.raises(ValueError, match=r"x must have shape \[n, 2\]"):
+        stats.input_signal_share(model, np.ones((4, 3)))  # 3 features for a net that takes 2
     with pytest.raises(ValueError, match="activation"):
         stats.input_signal_share(nn.Sequential(nn.Linear(2, 2)), x)
 
