@@ -155,7 +155,7 @@ def _check_chain(weights) -> list[np.ndarray]:
     return weights
 
 
-def log_singular_values(weights, *, max_sweeps: int = 60, tol: float = 1e-7) -> np.ndarray:
+def log_singular_values(weights, *, max_sweeps: int = 300, tol: float = 1e-7) -> np.ndarray:
     """Natural logs of the singular values of ``P = W_L ⋯ W_1``, without ever forming ``P``.
 
     Forming ``P`` and calling ``svd`` loses every singular value below about ``1e-16 · σ_max``
@@ -163,7 +163,8 @@ def log_singular_values(weights, *, max_sweeps: int = 60, tol: float = 1e-7) -> 
     ``R``), re-factorized after each layer, so that ``log σ`` is a *sum* of ``log |diag R_l|``:
     orthogonal (subspace) iteration on ``PᵀP`` run through the layers, forward/backward sweeps until
     no log changes by more than ``tol`` (at most ``max_sweeps``). Well-separated singular values
-    (a deep product) converge in tens of sweeps; close ones (a shallow product) more slowly.
+    (a deep product) converge in tens of sweeps; close ones more slowly: a pair 2 % apart in a
+    depth-50 product of 64 × 64 Gaussians needed over 100 (60 left it off by 5e-3).
     Returns the ``min`` over all layer sizes (the most there can be that are nonzero) logs, largest first.
     """
     weights = _check_chain(weights)
