@@ -357,13 +357,8 @@ def test_state_gradients_match_autograd_through_torchs_own_layer(cell):
         adding.state_gradients(model, x, y[:3])
 
 
-def test_notebook_07s_recorded_learning_rate_sweep_is_what_its_own_code_measures():
-    """07 shows its 56-run tuning sweep as a typed record (re-running it takes minutes) and asserts on it. Those
-    asserts are evidence only if the record is real: re-run the notebook's own ``tuning_mse`` for the entries its
-    asserts and prose read (the 66-unit RNN's flat region and its two next, worse rates at T = 20, the control's two
-    rates at T = 5, the LSTM's and the 32-unit RNN's chosen rates) and require the record's 4 decimals. Seeded float32
-    on one thread is deterministic; the slack beyond rounding (5e-5) is for a CPU whose kernels round differently.
-    """
+def _notebook_07_sweep():
+    """07's own ``tune_lrs`` and ``tuning_mse`` (its definitions cell, executed) and its typed sweep record."""
     import ast
     import json
     from pathlib import Path
@@ -374,17 +369,39 @@ def test_notebook_07s_recorded_learning_rate_sweep_is_what_its_own_code_measures
     sources = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
     namespace = dict(adding=adding, recurrent=recurrent, np=np, section_generator=section_generator,
                      section_rng=section_rng)
-    exec(next(s for s in sources if s.startswith("RETUNE =")), namespace)  # tune_lrs, tuning_mse
+    exec(next(s for s in sources if s.startswith("RETUNE =")), namespace)
     sweep = ast.parse(next(s for s in sources if "if RETUNE:" in s and "tuned = {" in s))
     branch = next(node for node in ast.walk(sweep) if isinstance(node, ast.If))
     record = ast.literal_eval(branch.orelse[0].value)  # {(name, T): [learning rate][tuning seed]}
-    lrs = namespace["tune_lrs"]
-    assert set(record) == {("RNN, 32 units", 20), ("RNN, 66 units", 20), ("LSTM, 32 units", 20), ("RNN, 66 units", 5)}
+    return namespace["tune_lrs"], namespace["tuning_mse"], record
+
+
+# what 07's asserts and evaluation read from the record: every rate of the 66-unit RNN at T = 20 (no rate learns;
+# a flat stretch, then worse), the T = 5 rates the control uses (0.001, 0.01) with 0.01's neighbours, and each other
+# chosen rate with both neighbours (so that it is a local minimum of the re-measured means)
+_CHECKED = {("RNN, 66 units", 20): (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3),
+            ("RNN, 66 units", 5): (0.001, 0.003, 0.01, 0.03),
+            ("LSTM, 32 units", 20): (0.01, 0.03, 0.1),
+            ("RNN, 32 units", 20): (0.003, 0.01, 0.03)}
+
+
+@pytest.mark.parametrize("key", list(_CHECKED), ids=lambda key: f"{key[0]}, T={key[1]}")
+def test_notebook_07s_recorded_learning_rate_sweep_is_what_its_own_code_measures(key):
+    """07 shows its 56-run tuning sweep as a typed record (re-running it takes minutes) and asserts on it. Those
+    asserts are evidence only if the record is real: re-run, with the notebook's own ``tuning_mse``, both tuning
+    seeds of the rates in ``_CHECKED`` (34 of the 56 runs) and require every entry and every two-seed mean (what the
+    asserts use) to match the record's 4 decimals (rounding 5e-5, slack to 1e-4). Seeded float32 on one thread is
+    deterministic; a full re-run of all 56 on this machine differed by at most 4.8e-5.
+    """
+    lrs, tuning_mse, record = _notebook_07_sweep()
+    assert set(record) == set(_CHECKED)
     assert all(np.shape(v) == (len(lrs), 2) for v in record.values())
-    entries = [("RNN, 66 units", 20, 0.0003, 1), ("RNN, 66 units", 20, 0.001, 0), ("RNN, 66 units", 20, 0.003, 1),
-               ("RNN, 66 units", 20, 0.01, 0), ("RNN, 66 units", 20, 0.03, 0), ("RNN, 66 units", 5, 0.01, 0),
-               ("RNN, 66 units", 5, 0.001, 1),
-               ("LSTM, 32 units", 20, 0.03, 0), ("RNN, 32 units", 20, 0.01, 1)]
-    for name, length, lr, seed in entries:
-        measured = namespace["tuning_mse"](name, length, lr, seed)
-        assert abs(measured - record[name, length][lrs.index(lr)][seed]) < 2e-4, (name, length, lr, seed, measured)
+    name, length = key
+    recorded = np.array(record[key])
+    measured = {lr: [tuning_mse(name, length, lr, seed) for seed in (0, 1)] for lr in _CHECKED[key]}
+    for lr, values in measured.items():
+        np.testing.assert_allclose(values, recorded[lrs.index(lr)], atol=1e-4, rtol=0, err_msg=f"{key}, rate {lr}")
+    means = [np.mean(measured[lr]) for lr in _CHECKED[key]]
+    if key != ("RNN, 66 units", 20):  # the chosen rate (the record's lowest mean) is a re-measured local minimum
+        chosen = lrs[int(np.argmin(recorded.mean(axis=1)))]
+        assert chosen in _CHECKED[key][1:-1] and min(means) == means[_CHECKED[key].index(chosen)]
