@@ -389,8 +389,8 @@ _CHECKED = {("RNN, 66 units", 20): (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3),
 def test_notebook_07s_recorded_learning_rate_sweep_is_what_its_own_code_measures(key):
     """07 shows its 56-run tuning sweep as a typed record (re-running it takes minutes) and asserts on it. Those
     asserts are evidence only if the record is real: re-run, with the notebook's own ``tuning_mse``, both tuning
-    seeds of the rates in ``_CHECKED`` (34 of the 56 runs) and require every entry and every two-seed mean (what the
-    asserts use) to match the record's 4 decimals (rounding 5e-5, slack to 1e-4). Seeded float32 on one thread is
+    seeds of the rates in ``_CHECKED`` (34 of the 56 runs) and require every entry, hence every two-seed mean (what the
+    asserts use), to match the record's 4 decimals (rounding 5e-5, slack to 1e-4). Seeded float32 on one thread is
     deterministic; a full re-run of all 56 on this machine differed by at most 4.8e-5.
     """
     lrs, tuning_mse, record = _notebook_07_sweep()
